@@ -1,0 +1,111 @@
+"""One documented exception hierarchy for the whole project.
+
+Every error a user can cause is a subclass of :class:`ContinuityError`. Messages are one line and
+say what was got, what was expected and what to do, so the command line can print them as they are.
+"""
+from __future__ import annotations
+
+
+class ContinuityError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class InvalidInputError(ContinuityError, ValueError):
+    """An argument is malformed: a bad name, kind, filter value, era label or option."""
+
+
+class InvalidNameError(InvalidInputError):
+    """A name, alias or library name that cannot be stored safely."""
+
+
+class FilterError(InvalidInputError):
+    """A filter value that is not allowed (unknown kind, bad tag, injection attempt)."""
+
+
+class NotFoundError(ContinuityError, KeyError):
+    """Something asked for by name or id does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class EntityNotFoundError(NotFoundError):
+    """No entity of that name, alias or id in this library."""
+
+
+class DuplicateEntityError(ContinuityError):
+    """An entity of that name already exists in this library."""
+
+
+class ImageError(InvalidInputError):
+    """An image that cannot be stored."""
+
+
+class ImageNotFoundError(ImageError, FileNotFoundError):
+    """The image path does not exist."""
+
+
+class NotAnImageError(ImageError):
+    """The bytes are not an image format we can decode."""
+
+
+class TruncatedImageError(ImageError):
+    """The image is cut short or otherwise corrupt."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image has more pixels than the limit (a decompression-bomb guard) or too many bytes."""
+
+
+class EmptyImageError(ImageError):
+    """A zero-byte file or an image of zero width or height."""
+
+
+class VectorError(InvalidInputError):
+    """A vector with NaN/inf values or the wrong dimension."""
+
+
+class EmbedderError(ContinuityError):
+    """An embedder is unknown, misconfigured, or disagrees with the column it writes to."""
+
+
+class EmbedderMismatchError(EmbedderError):
+    """A vector column was made by another embedder than the one configured now."""
+
+
+class MissingWeightsError(EmbedderError, FileNotFoundError):
+    """Model weights could not be found locally (nothing is downloaded at run time)."""
+
+
+class MissingExtraError(ContinuityError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class StoreError(ContinuityError):
+    """The store itself is missing, not a store, or in an unexpected state."""
+
+
+class NotAStoreError(StoreError):
+    """The path exists but is not a continuity store."""
+
+
+class ArchiveError(ContinuityError):
+    """An export archive is corrupt, of an unknown format, or conflicts with the target store."""
+
+
+class ConsentError(ContinuityError):
+    """An entity lacks consent or its rights expired, and no override was given."""
+
+
+class ScriptError(InvalidInputError):
+    """A story script does not validate; the message names the scene and shot."""
+
+
+def require_extra(module: str, extra: str) -> None:
+    """Raise :class:`MissingExtraError` naming the extra when ``module`` cannot be imported."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(
+            f"'{module}' is not installed; install the extra: pip install 'continuity[{extra}]'"
+        )

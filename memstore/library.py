@@ -1,0 +1,541 @@
+"""Library: one namespace of blueprints inside a store.
+
+Every read is filtered by ``library = <name>`` (quoted by :func:`sql_str`), so nothing scoped to
+one library returns another's rows. Every write is all-or-nothing for the entity it touches:
+images are decoded, checked and embedded before anything is written; references are written
+first and the entity row last, so the entity row is the commit marker.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .embedders import Embedder, get_embedder
+from .errors import (
+    DuplicateEntityError,
+    EntityNotFoundError,
+    InvalidInputError,
+    NotFoundError,
+    VectorError,
+)
+from .images import EncodedImage, ImageInput, load_image
+from .schema import REFERENCE_META_COLUMNS, Entity, Reference, Rights, now
+from .store import Store
+from .validation import (
+    SOURCES,
+    clean_era,
+    clean_kind,
+    clean_library,
+    clean_name,
+    clean_tag,
+    name_key,
+    sql_in,
+    sql_str,
+)
+
+Progress = Optional[Callable[[int], None]]
+
+
+@dataclass
+class PreparedEntity:
+    """An entity with its references decoded and embedded, ready to write in one step."""
+
+    entity: Entity
+    references: list[Reference]
+
+
+class Library:
+    """Register, read, update and remove blueprints of one library."""
+
+    def __init__(self, store: Store, name: str = "default"):
+        self.store = store
+        self.name = clean_library(name)
+        self._embedders: Optional[list[Embedder]] = None
+
+    @classmethod
+    def open(cls, db: str | os.PathLike | None = None, library: str = "default", *, create: bool = True) -> "Library":
+        return cls(Store.open(db, create=create), library)
+
+    def __repr__(self) -> str:
+        return f"Library({self.name!r}, store={self.store.uri!r})"
+
+    # --- configuration ------------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.store.library_config(self.name)
+
+    def configure(self, *, embedders: Sequence[Any] | None = None, index_factory: str | None = None) -> None:
+        """Set which embedders index this library (configs or names) and the FAISS factory."""
+        config = dict(self.config)
+        if embedders is not None:
+            config["embedders"] = [get_embedder(e).to_config() for e in embedders]
+        if index_factory is not None:
+            config["index_factory"] = index_factory
+        self.store.set_library_config(self.name, config)
+        self._embedders = None
+        self.store.forget_indexes()
+
+    @property
+    def embedders(self) -> list[Embedder]:
+        if self._embedders is None:
+            self._embedders = [get_embedder(c) for c in self.config.get("embedders", [])]
+        return self._embedders
+
+    def set_embedders(self, embedders: Sequence[Embedder]) -> None:
+        """Use these already-built embedder objects (e.g. with a model loaded) in this process."""
+        self.configure(embedders=list(embedders))
+        self._embedders = list(embedders)
+
+    def embedder_for(self, column: str) -> Embedder:
+        for emb in self.embedders:
+            if emb.column_name == column:
+                return emb
+        raise InvalidInputError(f"no configured embedder writes column {column!r}; configured: {[e.column_name for e in self.embedders]}")
+
+    # --- reading ------------------------------------------------------------------------------
+    def _where(self, *clauses: str) -> str:
+        return " AND ".join([f"library = {sql_str(self.name)}", *clauses])
+
+    def _entity_rows(self, *clauses: str, limit: Optional[int] = None) -> list[dict[str, Any]]:
+        query = self.store.entities.search().where(self._where(*clauses))
+        return query.limit(limit).to_list()
+
+    def find(self, name_or_id: str) -> Optional[Entity]:
+        """The entity with this id, name or alias (case-insensitive), or None."""
+        if not isinstance(name_or_id, str) or not name_or_id.strip():
+            return None
+        key = name_key(name_or_id)
+        rows = self._entity_rows(
+            f"(id = {sql_str(name_or_id)} OR name_key = {sql_str(key)} OR array_has(alias_keys, {sql_str(key)}))",
+        )
+        if not rows:
+            return None
+        # An id or exact name beats an alias.
+        rows.sort(key=lambda r: (r["id"] != name_or_id, r["name_key"] != key))
+        return Entity.from_row(rows[0])
+
+    def get(self, name_or_id: str) -> Entity:
+        entity = self.find(name_or_id)
+        if entity is None:
+            raise EntityNotFoundError(
+                f"no entity named {name_or_id!r} in library {self.name!r}; see: continuity list --library {self.name}"
+            )
+        return entity
+
+    def __contains__(self, name_or_id: str) -> bool:
+        return self.find(name_or_id) is not None
+
+    def list(self, kind: Optional[str] = None, tag: Optional[str] = None) -> list[Entity]:
+        clauses = []
+        if kind is not None:
+            clauses.append(f"kind = {sql_str(clean_kind(kind))}")
+        if tag is not None:
+            clauses.append(f"array_has(tags, {sql_str(clean_tag(tag))})")
+        rows = self._entity_rows(*clauses)
+        return sorted((Entity.from_row(r) for r in rows), key=lambda e: (e.kind, e.name.casefold()))
+
+    def entities_by_id(self, ids: Iterable[str]) -> dict[str, Entity]:
+        ids = list(dict.fromkeys(ids))
+        out: dict[str, Entity] = {}
+        for start in range(0, len(ids), 500):
+            for row in self._entity_rows(sql_in("id", ids[start : start + 500])):
+                out[row["id"]] = Entity.from_row(row)
+        return out
+
+    def references(
+        self,
+        entity: Optional[str | Entity] = None,
+        *,
+        era: Optional[str] = None,
+        source: Optional[str] = None,
+        ids: Optional[Iterable[str]] = None,
+        story: Optional[str] = None,
+        with_images: bool = False,
+        with_vectors: bool = True,
+    ) -> list[Reference]:
+        """References of this library, optionally of one entity, era, source, story or id set."""
+        clauses = []
+        if entity is not None:
+            ent = entity if isinstance(entity, Entity) else self.get(entity)
+            clauses.append(f"entity_id = {sql_str(ent.id)}")
+        if era is not None:
+            clauses.append(f"era = {sql_str(clean_era(era))}")
+        if source is not None:
+            if source not in SOURCES:
+                raise InvalidInputError(f"source {source!r} is unknown; expected one of {SOURCES}")
+            clauses.append(f"source = {sql_str(source)}")
+        if story is not None:
+            clauses.append(f"story = {sql_str(story)}")
+        if ids is not None:
+            ids = list(ids)
+            if not ids:
+                return []
+            clauses.append(sql_in("id", ids))
+        vector_cols = list(self.store.vector_columns()) if with_vectors else []
+        columns = REFERENCE_META_COLUMNS + (["image"] if with_images else []) + vector_cols
+        rows = self.store.references.search().where(self._where(*clauses)).select(columns).limit(None).to_list()
+        refs = [Reference.from_row(r, vector_cols) for r in rows]
+        refs.sort(key=lambda r: (r.created, r.id))
+        return refs
+
+    def reference(self, ref_id: str, *, with_images: bool = True) -> Reference:
+        refs = self.references(ids=[ref_id], with_images=with_images)
+        if not refs:
+            raise NotFoundError(f"no reference {ref_id!r} in library {self.name!r}")
+        return refs[0]
+
+    def count(self) -> dict[str, int]:
+        entities = self.store.entities.count_rows(self._where())
+        references = self.store.references.count_rows(self._where())
+        return {"entities": entities, "references": references}
+
+    # --- preparing writes (no store change) ---------------------------------------------------
+    def _encode_all(self, images: Sequence[ImageInput]) -> list[EncodedImage]:
+        if isinstance(images, (str, bytes, os.PathLike)) or not isinstance(images, Iterable):
+            images = [images]  # a lone path is a common slip
+        return [load_image(img) for img in images]
+
+    def _check_vectors(self, vectors: Mapping[str, Any], count: int) -> dict[str, np.ndarray]:
+        columns = self.store.vector_columns()
+        out = {}
+        for column, value in vectors.items():
+            if column not in columns:
+                raise VectorError(f"vector column {column!r} does not exist; known columns: {sorted(columns)}")
+            dim = int(columns[column]["dim"])
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.ndim == 1:
+                arr = arr[None, :]
+            if arr.shape != (count, dim):
+                raise VectorError(f"vectors for {column!r} have shape {arr.shape}, expected ({count}, {dim})")
+            if not np.isfinite(arr).all():
+                raise VectorError(f"vectors for {column!r} contain NaN or inf; give finite values")
+            norms = np.linalg.norm(arr, axis=1, keepdims=True)
+            if (norms == 0).any():
+                raise VectorError(f"vectors for {column!r} include an all-zero vector; it has no direction")
+            out[column] = (arr / norms).astype(np.float32)
+        return out
+
+    def _make_references(
+        self,
+        entity: Entity,
+        encoded: Sequence[EncodedImage],
+        *,
+        era: str,
+        source: str,
+        story: Optional[str],
+        shot: Optional[int],
+        frames: Sequence[Optional[int]],
+        vectors: Mapping[str, np.ndarray],
+        progress: Progress,
+    ) -> list[Reference]:
+        if not encoded:
+            return []
+        refs = [
+            Reference(
+                entity_id=entity.id,
+                library=self.name,
+                kind=entity.kind,
+                era=era,
+                source=source,
+                image=enc.data,
+                image_format=enc.format,
+                width=enc.width,
+                height=enc.height,
+                sha256=enc.sha256,
+                story=story,
+                shot=shot,
+                frame=frames[i],
+            )
+            for i, enc in enumerate(encoded)
+        ]
+        pil_images = None
+        for emb in self.embedders:
+            column = self.store.ensure_vector_column(emb)
+            if column in vectors:
+                for ref, vec in zip(refs, vectors[column]):
+                    ref.vectors[column] = vec
+                continue
+            if emb.modality == "face" and entity.kind != "character":
+                continue  # faces index characters only
+            if pil_images is None:
+                pil_images = [enc.to_pil() for enc in encoded]
+            results = emb.embed(pil_images, progress=progress)
+            for ref, res in zip(refs, results):
+                if res.vector is not None:
+                    vec = np.asarray(res.vector, dtype=np.float32)
+                    if vec.shape != (emb.ndims,) or not np.isfinite(vec).all():
+                        raise VectorError(f"embedder {emb.spec} returned a bad vector of shape {vec.shape}")
+                    ref.vectors[column] = vec
+                if res.face_box is not None and ref.face_box is None:
+                    ref.face_box = [float(x) for x in res.face_box]
+                if res.quality is not None and ref.quality is None:
+                    ref.quality = float(res.quality)
+        for column, vecs in vectors.items():
+            for ref, vec in zip(refs, vecs):
+                ref.vectors.setdefault(column, vec)
+        return refs
+
+    def prepare(
+        self,
+        name: str,
+        kind: str,
+        *,
+        images: Sequence[ImageInput] = (),
+        aliases: Sequence[str] = (),
+        description: str = "",
+        tags: Sequence[str] = (),
+        attributes: Optional[Mapping[str, Any]] = None,
+        rights: Optional[Rights | Mapping[str, Any]] = None,
+        era: str = "default",
+        vectors: Optional[Mapping[str, Any]] = None,
+        entity_id: Optional[str] = None,
+        progress: Progress = None,
+    ) -> PreparedEntity:
+        """Validate, decode and embed an entity and its images; writes nothing."""
+        from pydantic import ValidationError
+
+        clean_kind(kind)
+        era = clean_era(era)
+        if rights is not None and not isinstance(rights, Rights):
+            try:
+                rights = Rights(**dict(rights))
+            except ValidationError as exc:
+                raise InvalidInputError(f"bad rights for {name!r}: {exc.errors()[0]['msg']}") from None
+        try:
+            entity = Entity(
+                **({"id": entity_id} if entity_id else {}),
+                library=self.name,
+                kind=kind,
+                name=clean_name(name),
+                aliases=list(aliases),
+                description=description or "",
+                tags=list(tags),
+                attributes=dict(attributes or {}),
+                rights=rights or Rights(),
+            )
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise InvalidInputError(f"bad entity {name!r}: {err.get('loc')}: {err['msg']}") from None
+        if name_key(entity.name) in {name_key(a) for a in entity.aliases}:
+            entity.aliases = [a for a in entity.aliases if name_key(a) != name_key(entity.name)]
+        encoded = self._dedupe(self._encode_all(images))
+        checked = self._check_vectors(vectors or {}, len(encoded))
+        refs = self._make_references(
+            entity, encoded, era=era, source="registered", story=None, shot=None,
+            frames=[None] * len(encoded), vectors=checked, progress=progress,
+        )
+        return PreparedEntity(entity, refs)
+
+    @staticmethod
+    def _dedupe(encoded: list[EncodedImage]) -> list[EncodedImage]:
+        seen: dict[str, EncodedImage] = {}
+        for enc in encoded:
+            seen.setdefault(enc.sha256, enc)
+        return list(seen.values())
+
+    # --- writing ------------------------------------------------------------------------------
+    def _taken_keys(self, exclude_id: Optional[str] = None) -> dict[str, str]:
+        """Every name and alias key in this library -> the entity name that holds it."""
+        rows = self.store.entities.search().where(self._where()).select(["id", "name", "name_key", "alias_keys"]).limit(None).to_list()
+        taken: dict[str, str] = {}
+        for row in rows:
+            if row["id"] == exclude_id:
+                continue
+            taken[row["name_key"]] = row["name"]
+            for key in row["alias_keys"] or []:
+                taken[key] = row["name"]
+        return taken
+
+    def _check_free(self, entity: Entity, exclude_id: Optional[str] = None) -> None:
+        taken = self._taken_keys(exclude_id)
+        for label, value in [("name", entity.name)] + [("alias", a) for a in entity.aliases]:
+            holder = taken.get(name_key(value))
+            if holder is not None:
+                raise DuplicateEntityError(
+                    f"{label} {value!r} is already used by {holder!r} in library {self.name!r}; choose another or update {holder!r}"
+                )
+
+    def commit(self, prepared: Sequence[PreparedEntity]) -> list[Entity]:
+        """Write prepared entities: all name checks first, then references, then entity rows."""
+        prepared = list(prepared)
+        if not prepared:
+            return []
+        with self.store.write_lock():
+            taken = self._taken_keys()
+            batch_keys: dict[str, str] = {}
+            for item in prepared:
+                for value in item.entity.names:
+                    key = name_key(value)
+                    holder = taken.get(key) or batch_keys.get(key)
+                    if holder is not None:
+                        raise DuplicateEntityError(
+                            f"name {value!r} is already used by {holder!r} in library {self.name!r}; choose another"
+                        )
+                    batch_keys[key] = item.entity.name
+            refs = [r.to_row() for item in prepared for r in item.references]
+            if refs:
+                self.store.retry(lambda: self.store.references.add(refs))
+            try:
+                rows = [item.entity.to_row() for item in prepared]
+                self.store.retry(lambda: self.store.entities.add(rows))
+            except BaseException:
+                ids = [item.entity.id for item in prepared]
+                self.store.references.delete(self._where(sql_in("entity_id", ids)))
+                raise
+        return [item.entity for item in prepared]
+
+    def register(self, name: str, kind: str, *, images: Sequence[ImageInput] = (), progress: Progress = None, **fields: Any) -> Entity:
+        """Register an entity with its reference images; all or nothing."""
+        prepared = self.prepare(name, kind, images=images, progress=progress, **fields)
+        return self.commit([prepared])[0]
+
+    def add_images(
+        self,
+        entity: str | Entity,
+        images: Sequence[ImageInput],
+        *,
+        era: str = "default",
+        source: str = "registered",
+        story: Optional[str] = None,
+        shot: Optional[int] = None,
+        frames: Optional[Sequence[Optional[int]]] = None,
+        vectors: Optional[Mapping[str, Any]] = None,
+        progress: Progress = None,
+    ) -> list[Reference]:
+        """Add reference images to an entity in one atomic append. An image whose bytes the entity
+        already has is not stored again: the existing reference is returned in its place."""
+        ent = entity if isinstance(entity, Entity) else self.get(entity)
+        era = clean_era(era)
+        if source not in SOURCES:
+            raise InvalidInputError(f"source {source!r} is unknown; expected one of {SOURCES}")
+        encoded_all = self._encode_all(images)
+        frames = list(frames) if frames is not None else [None] * len(encoded_all)
+        if len(frames) != len(encoded_all):
+            raise InvalidInputError(f"got {len(frames)} frame numbers for {len(encoded_all)} images")
+        checked = self._check_vectors(vectors or {}, len(encoded_all))
+        existing = {r.sha256: r for r in self.references(ent, with_vectors=False)}
+        keep = []
+        seen: set[str] = set()
+        for i, enc in enumerate(encoded_all):
+            if enc.sha256 in existing or enc.sha256 in seen:
+                continue
+            seen.add(enc.sha256)
+            keep.append(i)
+        new_refs = self._make_references(
+            ent, [encoded_all[i] for i in keep], era=era, source=source, story=story, shot=shot,
+            frames=[frames[i] for i in keep], vectors={c: v[keep] for c, v in checked.items()}, progress=progress,
+        )
+        if new_refs:
+            with self.store.write_lock():
+                if self.find(ent.id) is None:
+                    raise EntityNotFoundError(f"entity {ent.name!r} was removed meanwhile; nothing added")
+                rows = [r.to_row() for r in new_refs]
+                self.store.retry(lambda: self.store.references.add(rows))
+        by_sha = {r.sha256: r for r in new_refs}
+        return [by_sha.get(enc.sha256) or existing[enc.sha256] for enc in encoded_all]
+
+    def _rewrite(self, entity: Entity) -> Entity:
+        entity.updated = now()
+        row = entity.to_row()
+        self.store.retry(
+            lambda: self.store.entities.merge_insert("id").when_matched_update_all().execute([row])
+        )
+        return entity
+
+    def update(self, entity: str | Entity, **fields: Any) -> Entity:
+        """Change description, aliases, tags, attributes, rights or kind; ``name`` goes through :meth:`rename`."""
+        allowed = {"description", "aliases", "tags", "attributes", "rights", "kind"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise InvalidInputError(f"cannot update {sorted(unknown)}; updatable fields: {sorted(allowed)} (use rename for the name)")
+        from pydantic import ValidationError
+
+        with self.store.write_lock():
+            current = self.get(entity.id if isinstance(entity, Entity) else entity)
+            data = current.model_dump()
+            if "rights" in fields and isinstance(fields["rights"], Rights):
+                fields["rights"] = fields["rights"].model_dump()
+            data.update(fields)
+            try:
+                updated = Entity(**data)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise InvalidInputError(f"bad update of {current.name!r}: {err.get('loc')}: {err['msg']}") from None
+            if updated.kind != current.kind:
+                raise InvalidInputError("the kind of an entity cannot change; remove and register it again")
+            self._check_free(updated, exclude_id=current.id)
+            return self._rewrite(updated)
+
+    def rename(self, entity: str | Entity, new_name: str, *, keep_alias: bool = True) -> Entity:
+        """Rename; the old name stays as an alias so old scripts still resolve."""
+        with self.store.write_lock():
+            current = self.get(entity.id if isinstance(entity, Entity) else entity)
+            new_name = clean_name(new_name)
+            aliases = [a for a in current.aliases if name_key(a) != name_key(new_name)]
+            if keep_alias and name_key(current.name) != name_key(new_name):
+                aliases.append(current.name)
+            updated = current.model_copy(update={"name": new_name, "aliases": aliases})
+            self._check_free(updated, exclude_id=current.id)
+            return self._rewrite(updated)
+
+    def remove(self, entity: str | Entity) -> Entity:
+        """Remove an entity with its references and cached tokens. The entity row goes first,
+        so a crash in between leaves only orphans that :meth:`Store.repair` deletes."""
+        with self.store.write_lock():
+            current = self.get(entity.id if isinstance(entity, Entity) else entity)
+            self.store.retry(lambda: self.store.entities.delete(self._where(f"id = {sql_str(current.id)}")))
+            self.store.retry(lambda: self.store.references.delete(self._where(f"entity_id = {sql_str(current.id)}")))
+            self.store.retry(lambda: self.store.tokens.delete(self._where(f"entity_id = {sql_str(current.id)}")))
+        return current
+
+    def remove_references(self, ref_ids: Iterable[str]) -> int:
+        ids = list(ref_ids)
+        if not ids:
+            return 0
+        with self.store.write_lock():
+            before = self.store.references.count_rows(self._where(sql_in("id", ids)))
+            self.store.references.delete(self._where(sql_in("id", ids)))
+            self.store.tokens.delete(self._where(sql_in("reference_id", ids)))
+        return before
+
+    # --- vector search ------------------------------------------------------------------------
+    def search(
+        self,
+        vector: Any,
+        column: Optional[str] = None,
+        *,
+        k: int = 10,
+        kind: Optional[str] = None,
+        with_images: bool = False,
+    ) -> list[tuple[float, Reference]]:
+        """Nearest references by inner product on normalised vectors, via the FAISS hot index."""
+        if column is None:
+            if not self.embedders:
+                raise InvalidInputError("this library has no embedders configured; nothing to search")
+            column = self.embedders[0].column_name
+        index = self.store.index(self.name, column)
+        scores, keys = index.search(vector, k, kind=kind)
+        keys = [int(x) for x in keys[0] if x >= 0]
+        if not keys:
+            return []
+        columns = REFERENCE_META_COLUMNS + (["image"] if with_images else [])
+        where = self._where(f"key IN ({', '.join(str(x) for x in keys)})")
+        rows = {r["key"]: r for r in self.store.references.search().where(where).select(columns).limit(None).to_list()}
+        out = []
+        for score, key in zip(scores[0], keys):
+            if key in rows:
+                out.append((float(score), Reference.from_row(rows[key], [])))
+        return out
+
+    # --- export / import ----------------------------------------------------------------------
+    def export(self, path: str | os.PathLike, progress: Progress = None) -> dict[str, int]:
+        from .archive import export_library
+
+        return export_library(self, path, progress=progress)
+
+    def stamp(self) -> datetime:
+        return now()

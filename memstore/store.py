@@ -1,0 +1,292 @@
+"""The store: one LanceDB database (a folder or any LanceDB URI) holding every library.
+
+It owns the connection, the tables, the write lock and the per-library configuration (which
+embedders index a library, which FAISS factory its index uses). Libraries are views on it.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import pyarrow as pa
+
+from .errors import EmbedderMismatchError, NotAStoreError, StoreError
+from .schema import CONFIG_SCHEMA, ENTITY_SCHEMA, TOKEN_SCHEMA, reference_schema, vector_field
+from .validation import clean_library, sql_str
+
+FORMAT_VERSION = 1
+DEFAULT_DB = "./continuity-db"
+TABLES = ("config", "entities", "references", "tokens")
+# Lance logs a warning for every table it creates; it is noise for a user.
+os.environ.setdefault("LANCE_LOG", "error")
+os.environ.setdefault("RUST_LOG", "error")
+
+
+def default_db() -> str:
+    return os.environ.get("CONTINUITY_DB") or DEFAULT_DB
+
+
+def _is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def _local_path(uri: str) -> Path:
+    return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+
+
+class Store:
+    """A continuity store. Open with :meth:`open` (existing) or :meth:`init` (create if missing)."""
+
+    def __init__(self, uri: str, connection: Any):
+        self.uri = uri
+        self.db = connection
+        self._local = _is_local(uri)
+        self._thread_lock = threading.RLock()
+        self._lock_depth = 0
+        self._lock_file: Optional[Any] = None
+        self._indexes: dict[tuple[str, str], Any] = {}
+
+    # --- opening ------------------------------------------------------------------------------
+    @classmethod
+    def init(cls, uri: str | os.PathLike | None = None) -> "Store":
+        """Create a store at ``uri`` (or open it when it already is one)."""
+        uri = str(uri or default_db())
+        if _is_local(uri):
+            path = _local_path(uri)
+            if path.exists() and not path.is_dir():
+                raise NotAStoreError(f"{uri} is a file, not a store folder; choose another --db path")
+            if path.is_dir() and any(path.iterdir()) and not (path / "config.lance").exists():
+                raise NotAStoreError(
+                    f"{uri} is a non-empty folder that is not a continuity store; choose an empty or new --db path"
+                )
+            path.mkdir(parents=True, exist_ok=True)
+        store = cls(uri, cls._connect(uri))
+        with store.write_lock():
+            existing = set(store._table_names())
+            if "config" not in existing:
+                store.db.create_table("config", schema=CONFIG_SCHEMA)
+                store._set_config("format", {"version": FORMAT_VERSION})
+            if "entities" not in existing:
+                store.db.create_table("entities", schema=ENTITY_SCHEMA)
+            if "references" not in existing:
+                store.db.create_table("references", schema=reference_schema([]))
+            if "tokens" not in existing:
+                store.db.create_table("tokens", schema=TOKEN_SCHEMA)
+        return store
+
+    @classmethod
+    def open(cls, uri: str | os.PathLike | None = None, *, create: bool = False) -> "Store":
+        """Open an existing store; with ``create`` make it when missing."""
+        uri = str(uri or default_db())
+        if _is_local(uri):
+            path = _local_path(uri)
+            if not path.exists():
+                if create:
+                    return cls.init(uri)
+                raise StoreError(f"no store at {uri}; create one with: continuity init --db {uri}")
+            if not path.is_dir() or not (path / "config.lance").exists():
+                raise NotAStoreError(
+                    f"{uri} is not a continuity store (no config table); point --db at a store or run continuity init"
+                )
+        store = cls(uri, cls._connect(uri))
+        names = set(store._table_names())
+        if "config" not in names:
+            if create:
+                return cls.init(uri)
+            raise NotAStoreError(f"{uri} is not a continuity store (no config table)")
+        missing = [t for t in TABLES if t not in names]
+        if missing:
+            raise NotAStoreError(f"{uri} lacks tables {missing}; it is damaged or not a continuity store")
+        fmt = store.get_config("format", {}).get("version")
+        if fmt != FORMAT_VERSION:
+            raise StoreError(f"{uri} has store format {fmt}, this version reads format {FORMAT_VERSION}")
+        return store
+
+    @staticmethod
+    def _connect(uri: str) -> Any:
+        import lancedb
+        from datetime import timedelta
+
+        # Strong consistency: other processes' commits are seen at the next read.
+        return lancedb.connect(uri, read_consistency_interval=timedelta(0))
+
+    def _table_names(self) -> list[str]:
+        result = self.db.list_tables()
+        names = getattr(result, "tables", result)
+        return list(names)
+
+    def table(self, name: str) -> Any:
+        return self.db.open_table(name)
+
+    @property
+    def entities(self) -> Any:
+        return self.table("entities")
+
+    @property
+    def references(self) -> Any:
+        return self.table("references")
+
+    @property
+    def tokens(self) -> Any:
+        return self.table("tokens")
+
+    # --- the write lock -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Serialise writers. Local stores take an exclusive ``flock`` on ``<db>/.write.lock`` so
+        that checks (a name is free) and writes (the entity row) happen as one step across
+        processes. Object-store URIs have no such lock: run one writer per library there."""
+        with self._thread_lock:
+            if self._lock_depth == 0 and self._local:
+                path = _local_path(self.uri) / ".write.lock"
+                handle = open(path, "a+")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                self._lock_file = handle
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0 and self._lock_file is not None:
+                    fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+                    self._lock_file.close()
+                    self._lock_file = None
+
+    # --- configuration ------------------------------------------------------------------------
+    def get_config(self, key: str, default: Any = None) -> Any:
+        rows = self.table("config").search().where(f"key = {sql_str(key)}").limit(1).to_list()
+        return json.loads(rows[0]["value"]) if rows else default
+
+    def _set_config(self, key: str, value: Any) -> None:
+        table = self.table("config")
+        row = [{"key": key, "value": json.dumps(value, sort_keys=True, default=str)}]
+        table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(row)
+
+    def set_config(self, key: str, value: Any) -> None:
+        with self.write_lock():
+            self._set_config(key, value)
+
+    def library_config(self, library: str) -> dict[str, Any]:
+        clean_library(library)
+        return self.get_config(f"library:{library}", None) or self.default_library_config()
+
+    def default_library_config(self) -> dict[str, Any]:
+        return self.get_config("defaults", None) or {
+            "embedders": [{"type": "color-histogram"}],
+            "index_factory": "auto",
+        }
+
+    def set_library_config(self, library: str, config: dict[str, Any]) -> None:
+        clean_library(library)
+        with self.write_lock():
+            for emb in config.get("embedders", []):
+                from .embedders import get_embedder
+
+                self.ensure_vector_column(get_embedder(emb))
+            self._set_config(f"library:{library}", config)
+
+    def libraries(self) -> list[str]:
+        table = self.entities
+        names = table.to_lance().to_table(columns=["library"]).column("library").unique().to_pylist()
+        configured = [
+            r["key"].split(":", 1)[1]
+            for r in self.table("config").search().select(["key"]).limit(None).to_list()
+            if r["key"].startswith("library:")
+        ]
+        return sorted(set(names) | set(configured))
+
+    # --- vector columns -----------------------------------------------------------------------
+    def vector_columns(self) -> dict[str, dict[str, str]]:
+        """Column name -> its embedder metadata (embedder, spec, dim)."""
+        out = {}
+        for f in self.references.schema:
+            if f.metadata and b"embedder" in f.metadata:
+                out[f.name] = {k.decode(): v.decode() for k, v in f.metadata.items()}
+        return out
+
+    def ensure_vector_column(self, embedder: Any) -> str:
+        """Add the embedder's column if missing; refuse when it exists for another embedder."""
+        column = embedder.column_name
+        existing = self.vector_columns().get(column)
+        if existing is not None:
+            if existing["spec"] != embedder.spec or int(existing["dim"]) != embedder.ndims:
+                raise EmbedderMismatchError(
+                    f"column {column!r} was made by {existing['spec']} ({existing['dim']}-d), but the configured"
+                    f" embedder is {embedder.spec} ({embedder.ndims}-d); configure another column name or reindex"
+                )
+            return column
+        if column in self.references.schema.names:
+            raise EmbedderMismatchError(f"column {column!r} exists and is not a vector column; choose another name")
+        with self.write_lock():
+            field = vector_field(column, embedder.ndims, embedder.type_name, embedder.spec)
+            self.references.add_columns(field)
+        return column
+
+    # --- FAISS indexes ------------------------------------------------------------------------
+    def index_dir(self) -> Path:
+        """Where FAISS indexes live: beside the tables for a local store, in a cache otherwise."""
+        if self._local:
+            return _local_path(self.uri) / "_faiss"
+        digest = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "continuity" / "faiss" / digest
+
+    def index(self, library: str, column: str) -> Any:
+        """The FAISS index of one library's vector column, brought in step with the table."""
+        from .index import VectorIndex
+
+        key = (library, column)
+        if key not in self._indexes:
+            factory = self.library_config(library).get("index_factory", "auto")
+            self._indexes[key] = VectorIndex(self, library, column, factory=factory)
+        index = self._indexes[key]
+        index.sync()
+        return index
+
+    def forget_indexes(self) -> None:
+        self._indexes.clear()
+
+    # --- maintenance --------------------------------------------------------------------------
+    def repair(self) -> dict[str, int]:
+        """Remove rows a crash left behind: references and tokens whose entity does not exist.
+
+        Writes go references-first, entity-last (the entity row is the commit marker), so a
+        crash can only leave orphans, never an entity missing its references."""
+        with self.write_lock():
+            ids = set(self.entities.to_lance().to_table(columns=["id"]).column("id").to_pylist())
+            removed = {}
+            for name in ("references", "tokens"):
+                table = self.table(name)
+                col = "entity_id"
+                present = set(table.to_lance().to_table(columns=[col]).column(col).to_pylist())
+                orphans = sorted(present - ids)
+                for start in range(0, len(orphans), 500):
+                    chunk = orphans[start : start + 500]
+                    table.delete(" OR ".join(f"{col} = {sql_str(o)}" for o in chunk))
+                removed[name] = len(orphans)
+            return removed
+
+    def retry(self, fn, attempts: int = 8):
+        """Run a write, retrying on Lance commit conflicts from other processes."""
+        delay = 0.02
+        for attempt in range(attempts):
+            try:
+                return fn()
+            except Exception as exc:  # lance raises OSError/RuntimeError subclasses on conflicts
+                text = str(exc).lower()
+                if attempt + 1 < attempts and ("conflict" in text or "retry" in text or "commit" in text):
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                raise
+
+    def library(self, name: str = "default") -> "Any":
+        from .library import Library
+
+        return Library(self, name)

@@ -1,0 +1,113 @@
+"""Validation of every user-supplied string that reaches a table, a filter or a file name.
+
+Names are kept as the user wrote them (NFC-normalised), but never reach SQL unquoted: filters are
+built with :func:`sql_str`, which is the single place where quoting happens.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Iterable
+
+from .errors import FilterError, InvalidNameError
+
+MAX_NAME_LENGTH = 200
+MAX_DESCRIPTION_LENGTH = 20_000
+KINDS = ("character", "location", "prop", "style")
+SOURCES = ("registered", "harvested")
+
+_LIBRARY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ERA_RE = re.compile(r"^[\w][\w .:+-]{0,63}$", re.UNICODE)
+_TAG_RE = re.compile(r"^[\w][\w .:+/-]{0,63}$", re.UNICODE)
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text)
+
+
+def clean_name(name: object, what: str = "name") -> str:
+    """Return a stored-safe entity name or alias; raise :class:`InvalidNameError` otherwise."""
+    if not isinstance(name, str):
+        raise InvalidNameError(f"{what} must be a string, got {type(name).__name__}")
+    text = unicodedata.normalize("NFC", name).strip()
+    if not text:
+        raise InvalidNameError(f"{what} is empty; give a non-empty {what}")
+    if len(text) > MAX_NAME_LENGTH:
+        raise InvalidNameError(f"{what} has {len(text)} characters, at most {MAX_NAME_LENGTH} are allowed")
+    if "/" in text or "\\" in text:
+        raise InvalidNameError(f"{what} {text!r} contains a path separator ('/' or '\\'); remove it")
+    if _has_control(text):
+        raise InvalidNameError(f"{what} {text!r} contains control or invisible characters; remove them")
+    if text in (".", ".."):
+        raise InvalidNameError(f"{what} {text!r} is reserved; choose another")
+    return text
+
+
+def name_key(name: str) -> str:
+    """Case- and space-insensitive key under which names and aliases must be unique."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+def clean_library(name: object) -> str:
+    if not isinstance(name, str) or not _LIBRARY_RE.match(name):
+        raise InvalidNameError(
+            f"library name {name!r} is not allowed; use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+        )
+    return name
+
+
+def clean_kind(kind: object) -> str:
+    if kind not in KINDS:
+        raise FilterError(f"kind {kind!r} is unknown; expected one of {', '.join(KINDS)}")
+    return str(kind)
+
+
+def clean_era(era: object) -> str:
+    if not isinstance(era, str) or not _ERA_RE.match(era) or _has_control(era):
+        raise InvalidNameError(
+            f"era label {era!r} is not allowed; use 1-64 letters, digits, spaces or '_.:+-'"
+        )
+    return era
+
+
+def clean_tag(tag: object) -> str:
+    if not isinstance(tag, str) or not _TAG_RE.match(tag) or _has_control(tag):
+        raise FilterError(f"tag {tag!r} is not allowed; use 1-64 letters, digits, spaces or '_.:+/-'")
+    return tag
+
+
+def clean_tags(tags: Iterable[object]) -> list[str]:
+    seen: dict[str, None] = {}
+    for tag in tags:
+        seen[clean_tag(tag)] = None
+    return list(seen)
+
+
+def clean_description(text: object) -> str:
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise InvalidNameError(f"description must be a string, got {type(text).__name__}")
+    if len(text) > MAX_DESCRIPTION_LENGTH:
+        raise InvalidNameError(
+            f"description has {len(text)} characters, at most {MAX_DESCRIPTION_LENGTH} are allowed"
+        )
+    # Keep newlines and tabs; drop other control characters rather than refuse prose.
+    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc").strip()
+
+
+def sql_str(value: str) -> str:
+    """Quote ``value`` as a SQL string literal for a LanceDB filter: the only quoting in the project."""
+    if not isinstance(value, str):
+        raise FilterError(f"filter value must be a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise FilterError("filter value contains a NUL byte")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_in(column: str, values: Iterable[str]) -> str:
+    """``column IN ('a', 'b')`` with every value quoted by :func:`sql_str`."""
+    items = [sql_str(v) for v in values]
+    if not items:
+        return "false"
+    return f"{column} IN ({', '.join(items)})"

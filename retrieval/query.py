@@ -1,0 +1,107 @@
+"""The retrieval contract: what a shot asks for and what it gets back, with reasons.
+
+Frozen dataclasses so results can be cached, compared and logged; ``to_json`` gives the shape the
+command line and the HTTP API print.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from memstore.schema import Entity, Reference
+
+
+@dataclass(frozen=True)
+class ShotQuery:
+    """One shot's request for blueprints.
+
+    ``cast`` and ``location`` are explicit entity names (an explicit cast overrides inference);
+    ``cut`` False means the shot continues the previous one (same place, same people on screen).
+    ``era`` picks the version of every entity ("armored", "season 2"); ``eras`` per entity name.
+    """
+
+    prompt: str
+    story_id: Optional[str] = None
+    shot_index: Optional[int] = None
+    cut: bool = True
+    cast: Optional[tuple[str, ...]] = None
+    location: Optional[str] = None
+    kinds: Optional[tuple[str, ...]] = None
+    tags: tuple[str, ...] = ()
+    era: Optional[str] = None
+    eras: tuple[tuple[str, str], ...] = ()
+    k: int = 8
+    references_per_entity: int = 2
+    require_consent: bool = False
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved entity: why it was chosen and which of its references to condition on."""
+
+    entity: Entity
+    score: float
+    reasons: tuple[str, ...]
+    references: tuple[Reference, ...] = ()
+    signals: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.entity.name
+
+    @property
+    def kind(self) -> str:
+        return self.entity.kind
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "entity_id": self.entity.id,
+            "name": self.entity.name,
+            "kind": self.entity.kind,
+            "score": round(float(self.score), 6),
+            "reasons": list(self.reasons),
+            "signals": {k: round(float(v), 6) for k, v in self.signals},
+            "references": [
+                {"id": r.id, "era": r.era, "source": r.source, "sha256": r.sha256, "story": r.story, "shot": r.shot}
+                for r in self.references
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    """Hits ranked best first, plus the episodic memory keyframes chosen for the shot."""
+
+    query: ShotQuery
+    hits: tuple[Hit, ...] = ()
+    memory: tuple[Reference, ...] = ()
+    memory_reasons: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    def of_kind(self, kind: str) -> list[Hit]:
+        return [h for h in self.hits if h.entity.kind == kind]
+
+    @property
+    def characters(self) -> list[Hit]:
+        return self.of_kind("character")
+
+    @property
+    def location(self) -> Optional[Hit]:
+        locations = self.of_kind("location")
+        return locations[0] if locations else None
+
+    def names(self) -> list[str]:
+        return [h.entity.name for h in self.hits]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "prompt": self.query.prompt,
+            "story_id": self.query.story_id,
+            "shot_index": self.query.shot_index,
+            "hits": [h.to_json() for h in self.hits],
+            "memory": [
+                {"id": r.id, "entity_id": r.entity_id, "story": r.story, "shot": r.shot, "frame": r.frame, "reason": why}
+                for r, why in zip(self.memory, self.memory_reasons or ("",) * len(self.memory))
+            ],
+            "notes": list(self.notes),
+        }
