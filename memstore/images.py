@@ -65,6 +65,8 @@ def _check_header(data: bytes, origin: str, max_pixels: int) -> Image.Image:
         )
     try:
         img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{origin}: {exc}; downscale it") from None
     except UnidentifiedImageError:
         raise NotAnImageError(f"{origin}: not an image Pillow can read; give a JPEG, PNG or WebP file") from None
     except Exception as exc:  # Pillow raises many types on hostile headers

@@ -200,12 +200,14 @@ class Library:
         return [load_image(img) for img in images]
 
     def _check_vectors(self, vectors: Mapping[str, Any], count: int) -> dict[str, np.ndarray]:
-        columns = self.store.vector_columns()
+        columns = {c: int(m["dim"]) for c, m in self.store.vector_columns().items()}
+        if vectors:  # columns of configured embedders count even before their first write
+            columns.update({e.column_name: e.ndims for e in self.embedders})
         out = {}
         for column, value in vectors.items():
             if column not in columns:
                 raise VectorError(f"vector column {column!r} does not exist; known columns: {sorted(columns)}")
-            dim = int(columns[column]["dim"])
+            dim = columns[column]
             arr = np.asarray(value, dtype=np.float64)
             if arr.ndim == 1:
                 arr = arr[None, :]
@@ -254,7 +256,7 @@ class Library:
         ]
         pil_images = None
         for emb in self.embedders:
-            column = self.store.ensure_vector_column(emb)
+            column = self.store.ensure_vector_column(emb, create=False)  # columns are added at write time
             if column in vectors:
                 for ref, vec in zip(refs, vectors[column]):
                     ref.vectors[column] = vec
@@ -376,6 +378,7 @@ class Library:
                             f"name {value!r} is already used by {holder!r} in library {self.name!r}; choose another"
                         )
                     batch_keys[key] = item.entity.name
+            self._ensure_columns([r for item in prepared for r in item.references])
             refs = [r.to_row() for item in prepared for r in item.references]
             if refs:
                 self.store.retry(lambda: self.store.references.add(refs))
@@ -387,6 +390,12 @@ class Library:
                 self.store.references.delete(self._where(sql_in("entity_id", ids)))
                 raise
         return [item.entity for item in prepared]
+
+    def _ensure_columns(self, refs: Sequence[Reference]) -> None:
+        needed = {c for r in refs for c in r.vectors}
+        for emb in self.embedders:
+            if emb.column_name in needed:
+                self.store.ensure_vector_column(emb)
 
     def register(self, name: str, kind: str, *, images: Sequence[ImageInput] = (), progress: Progress = None, **fields: Any) -> Entity:
         """Register an entity with its reference images; all or nothing."""
@@ -433,6 +442,7 @@ class Library:
             with self.store.write_lock():
                 if self.find(ent.id) is None:
                     raise EntityNotFoundError(f"entity {ent.name!r} was removed meanwhile; nothing added")
+                self._ensure_columns(new_refs)
                 rows = [r.to_row() for r in new_refs]
                 self.store.retry(lambda: self.store.references.add(rows))
         by_sha = {r.sha256: r for r in new_refs}

@@ -211,8 +211,9 @@ class Store:
                 out[f.name] = {k.decode(): v.decode() for k, v in f.metadata.items()}
         return out
 
-    def ensure_vector_column(self, embedder: Any) -> str:
-        """Add the embedder's column if missing; refuse when it exists for another embedder."""
+    def ensure_vector_column(self, embedder: Any, *, create: bool = True) -> str:
+        """Add the embedder's column if missing (unless ``create`` is False: then only check);
+        refuse when it exists for another embedder."""
         column = embedder.column_name
         existing = self.vector_columns().get(column)
         if existing is not None:
@@ -224,6 +225,8 @@ class Store:
             return column
         if column in self.references.schema.names:
             raise EmbedderMismatchError(f"column {column!r} exists and is not a vector column; choose another name")
+        if not create:
+            return column
         with self.write_lock():
             field = vector_field(column, embedder.ndims, embedder.type_name, embedder.spec)
             self.references.add_columns(field)
