@@ -309,3 +309,20 @@ TOKEN_SCHEMA = pa.schema(
 CONFIG_SCHEMA = pa.schema(
     [pa.field("key", pa.string(), nullable=False), pa.field("value", pa.string(), nullable=False)]
 )
+
+SHOT_SCHEMA = pa.schema(
+    [
+        pa.field("story_id", pa.string(), nullable=False),
+        pa.field("shot_index", pa.int32(), nullable=False),
+        pa.field("library", pa.string(), nullable=False),
+        pa.field("input_hash", pa.string(), nullable=False),
+        pa.field("prompt", pa.string()),
+        pa.field("generator", pa.string()),
+        pa.field("seed", pa.int64()),
+        pa.field("retrieved", pa.list_(pa.string())),
+        pa.field("memory", pa.list_(pa.string())),
+        pa.field("output", pa.string()),
+        pa.field("provenance", pa.string()),
+        pa.field("created", TS),
+    ]
+)

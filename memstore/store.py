@@ -18,7 +18,7 @@ from typing import Any, Iterator, Optional
 import pyarrow as pa
 
 from .errors import EmbedderMismatchError, NotAStoreError, StoreError
-from .schema import CONFIG_SCHEMA, ENTITY_SCHEMA, TOKEN_SCHEMA, reference_schema, vector_field
+from .schema import CONFIG_SCHEMA, ENTITY_SCHEMA, SHOT_SCHEMA, TOKEN_SCHEMA, reference_schema, vector_field
 from .validation import clean_library, sql_str
 
 FORMAT_VERSION = 1
@@ -136,6 +136,15 @@ class Store:
     @property
     def tokens(self) -> Any:
         return self.table("tokens")
+
+    @property
+    def shots(self) -> Any:
+        """Finished shots of story runs (created on first use: stores made before it lack it)."""
+        if "shots" not in self._table_names():
+            with self.write_lock():
+                if "shots" not in self._table_names():
+                    self.db.create_table("shots", schema=SHOT_SCHEMA)
+        return self.table("shots")
 
     # --- the write lock -----------------------------------------------------------------------
     @contextlib.contextmanager
