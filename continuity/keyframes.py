@@ -1,0 +1,207 @@
+"""Keyframe extraction from a generated shot, by StoryMem's rule (arXiv 2512.19539, Sec. 3.3).
+
+Walk the frames in order: the first frame is a keyframe; a later frame becomes one when its
+similarity to the last keyframe drops below ``threshold`` (the content has changed); stop at
+``max_per_shot``. A candidate that is more than ``memory_dedup`` similar to a frame already in
+memory is dropped, so the memory bank does not fill up with the same view. StoryMem measures
+similarity with CLIP; here the embedder is any callable, with a weightless default so the loop
+runs without model weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+from memstore.errors import InvalidInputError
+
+#: frames (H x W x 3 uint8) -> (N, d) float32 rows, L2-normalised
+EmbedFn = Callable[[list[np.ndarray]], np.ndarray]
+
+
+class KeyframeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(0.9, ge=-1.0, le=1.0)  # new keyframe when similarity to the last one is below
+    max_per_shot: int = Field(3, ge=1)
+    memory_dedup: Optional[float] = Field(0.9, ge=-1.0, le=1.0)  # None: keep duplicates of memory
+    min_quality: Optional[float] = Field(None, ge=0.0, le=1.0)  # sharpness in [0, 1]; None: no filter
+    sample_every: int = Field(1, ge=1)  # look at every n-th frame only (long shots, slow embedders)
+
+
+@dataclass
+class Keyframe:
+    frame_index: int
+    image: np.ndarray  # H x W x 3 uint8
+    vector: np.ndarray  # the embedding the decision was made with
+    quality: float
+    reason: str
+
+
+@dataclass
+class ExtractionLog:
+    """What happened to every looked-at frame that was not kept (for the report and for tests)."""
+
+    dropped: list[tuple[int, str]] = field(default_factory=list)
+
+
+# --- embedders -----------------------------------------------------------------------------------
+
+
+def _as_rgb_uint8(frame: Any) -> np.ndarray:
+    arr = np.asarray(frame)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise InvalidInputError(f"a frame must be H x W x 3 (RGB), got shape {arr.shape}")
+    if arr.shape[2] == 4:
+        arr = arr[..., :3]
+    if arr.dtype != np.uint8:
+        raise InvalidInputError(f"a frame must be uint8, got {arr.dtype}")
+    return arr
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    x = np.nan_to_num(np.asarray(x, dtype=np.float32))
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def tiny_embed(frames: Sequence[np.ndarray], size: int = 8, bins: int = 4) -> np.ndarray:
+    """Weightless frame features: an 8x8 grey thumbnail (mean removed, so that layout and not
+    overall brightness decides) joined with a square-rooted RGB histogram (palette), each half
+    the weight, L2-normalised. 8x8 is the perceptual-hash size: coarse enough that a slow pan or
+    sensor noise keeps similarity above 0.9, fine enough that a cut falls far below it. Sees
+    cuts and big changes; knows nothing of identity (configure CLIP for that)."""
+    rows = []
+    for frame in frames:
+        arr = _as_rgb_uint8(frame)
+        img = Image.fromarray(arr)
+        grey = np.asarray(img.convert("L").resize((size, size), Image.BILINEAR), dtype=np.float32).ravel()
+        grey -= grey.mean()
+        g_norm = np.linalg.norm(grey)
+        # a flat frame has no layout: its grey part is zero and the palette alone decides
+        grey = grey / g_norm if g_norm > 1e-3 * size else np.zeros_like(grey)
+        small = np.asarray(img.resize((64, 64), Image.BILINEAR), dtype=np.int64) * bins // 256
+        idx = (small[..., 0] * bins + small[..., 1]) * bins + small[..., 2]
+        hist = np.sqrt(np.bincount(idx.ravel(), minlength=bins**3).astype(np.float32) / idx.size)
+        hist /= max(np.linalg.norm(hist), 1e-12)
+        rows.append(np.concatenate([grey, hist]) * np.float32(np.sqrt(0.5)))
+    if not rows:
+        return np.zeros((0, size * size + bins**3), dtype=np.float32)
+    return _normalize(np.stack(rows))
+
+
+def embed_with(embedder: Any) -> EmbedFn:
+    """Adapt a memstore embedder (anything with ``embed_images(list[PIL.Image]) -> (N, d)``)
+    to an :data:`EmbedFn`. Rows the embedder could not fill (NaN) become zero vectors, which are
+    similar to nothing."""
+
+    def embed(frames: list[np.ndarray]) -> np.ndarray:
+        images = [Image.fromarray(_as_rgb_uint8(f)) for f in frames]
+        return _normalize(np.asarray(embedder.embed_images(images), dtype=np.float32))
+
+    return embed
+
+
+# --- quality -------------------------------------------------------------------------------------
+
+
+def sharpness(frame: np.ndarray, size: int = 256, scale: float = 100.0) -> float:
+    """Variance of the Laplacian of the grey frame at a fixed width, mapped to [0, 1) by
+    v / (v + scale): blurry or flat frames score near 0, sharp ones near 1. A fixed working size
+    keeps scores comparable across resolutions."""
+    img = Image.fromarray(_as_rgb_uint8(frame)).convert("L")
+    w, h = img.size
+    if w > size:
+        img = img.resize((size, max(1, round(h * size / w))), Image.BILINEAR)
+    g = np.asarray(img, dtype=np.float32)
+    if g.shape[0] < 3 or g.shape[1] < 3:
+        return 0.0
+    lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4.0 * g[1:-1, 1:-1]
+    v = float(lap.var())
+    return v / (v + scale)
+
+
+# --- extraction ----------------------------------------------------------------------------------
+
+
+def extract_keyframes(
+    frames: "Sequence[np.ndarray] | np.ndarray",
+    embed: Optional[EmbedFn] = None,
+    config: Optional[KeyframeConfig] = None,
+    memory: Optional[np.ndarray] = None,
+    log: Optional[ExtractionLog] = None,
+) -> list[Keyframe]:
+    """Pick at most ``config.max_per_shot`` keyframes from ``frames`` (T x H x W x 3 uint8).
+
+    ``memory`` holds the vectors (M x d, same embedder) of frames already in the memory bank;
+    ``log``, when given, collects why each other looked-at frame was not kept.
+    """
+    cfg = config or KeyframeConfig()
+    embed = embed or tiny_embed
+    n = len(frames)
+    indices = list(range(0, n, cfg.sample_every))
+    if not indices:
+        return []
+    sampled = [_as_rgb_uint8(frames[i]) for i in indices]
+    vectors = _normalize(embed(sampled))
+    if vectors.shape[0] != len(sampled):
+        raise InvalidInputError(f"the embedder returned {vectors.shape[0]} vectors for {len(sampled)} frames")
+    mem = None
+    if memory is not None and len(memory):
+        mem = _normalize(np.asarray(memory, dtype=np.float32).reshape(len(memory), -1))
+        if mem.shape[1] != vectors.shape[1]:
+            raise InvalidInputError(
+                f"memory vectors have {mem.shape[1]} dimensions, the frame embedder makes {vectors.shape[1]}; "
+                "embed memory with the same embedder"
+            )
+    log = log if log is not None else ExtractionLog()
+
+    kept: list[Keyframe] = []
+    # The anchor is the last frame judged a new view, kept or not: a view already in memory is
+    # still a view, and the frames after it must change again before they count as new.
+    anchor: Optional[np.ndarray] = None
+    anchor_index = -1
+    for frame_index, frame, vec in zip(indices, sampled, vectors):
+        if len(kept) >= cfg.max_per_shot:
+            break
+        quality = sharpness(frame)
+        if cfg.min_quality is not None and quality < cfg.min_quality:
+            log.dropped.append((frame_index, f"quality {quality:.2f} < {cfg.min_quality:.2f}"))
+            continue
+        if anchor is None:
+            reason = "first frame" if frame_index == 0 else f"first frame of acceptable quality ({quality:.2f})"
+        else:
+            sim = float(anchor @ vec)
+            if sim >= cfg.threshold:
+                continue  # the same view as the anchor: the common case, not worth a log line
+            reason = f"new view: similarity {sim:.2f} < {cfg.threshold:.2f} to frame {anchor_index}"
+        anchor, anchor_index = vec, frame_index
+        if cfg.memory_dedup is not None:
+            pool = [k.vector for k in kept]
+            if mem is not None:
+                pool.extend(mem)
+            if pool:
+                sims = np.stack(pool) @ vec
+                best = int(np.argmax(sims))
+                if sims[best] > cfg.memory_dedup:
+                    where = f"keyframe {kept[best].frame_index}" if best < len(kept) else f"memory frame {best - len(kept)}"
+                    log.dropped.append((frame_index, f"duplicate: similarity {sims[best]:.2f} > {cfg.memory_dedup:.2f} to {where}"))
+                    continue
+        kept.append(Keyframe(frame_index=frame_index, image=frame, vector=vec, quality=quality, reason=reason))
+    return kept
+
+
+__all__ = [
+    "EmbedFn",
+    "ExtractionLog",
+    "Keyframe",
+    "KeyframeConfig",
+    "embed_with",
+    "extract_keyframes",
+    "sharpness",
+    "tiny_embed",
+]
