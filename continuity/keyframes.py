@@ -9,8 +9,9 @@ runs without model weights.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -27,8 +28,8 @@ class KeyframeConfig(BaseModel):
 
     threshold: float = Field(0.9, ge=-1.0, le=1.0)  # new keyframe when similarity to the last one is below
     max_per_shot: int = Field(3, ge=1)
-    memory_dedup: Optional[float] = Field(0.9, ge=-1.0, le=1.0)  # None: keep duplicates of memory
-    min_quality: Optional[float] = Field(None, ge=0.0, le=1.0)  # sharpness in [0, 1]; None: no filter
+    memory_dedup: float | None = Field(0.9, ge=-1.0, le=1.0)  # None: keep duplicates of memory
+    min_quality: float | None = Field(None, ge=0.0, le=1.0)  # sharpness in [0, 1]; None: no filter
     sample_every: int = Field(1, ge=1)  # look at every n-th frame only (long shots, slow embedders)
 
 
@@ -129,11 +130,11 @@ def sharpness(frame: np.ndarray, size: int = 256, scale: float = 100.0) -> float
 
 
 def extract_keyframes(
-    frames: "Sequence[np.ndarray] | np.ndarray",
-    embed: Optional[EmbedFn] = None,
-    config: Optional[KeyframeConfig] = None,
-    memory: Optional[np.ndarray] = None,
-    log: Optional[ExtractionLog] = None,
+    frames: Sequence[np.ndarray] | np.ndarray,
+    embed: EmbedFn | None = None,
+    config: KeyframeConfig | None = None,
+    memory: np.ndarray | None = None,
+    log: ExtractionLog | None = None,
 ) -> list[Keyframe]:
     """Pick at most ``config.max_per_shot`` keyframes from ``frames`` (T x H x W x 3 uint8).
 
@@ -163,7 +164,7 @@ def extract_keyframes(
     kept: list[Keyframe] = []
     # The anchor is the last frame judged a new view, kept or not: a view already in memory is
     # still a view, and the frames after it must change again before they count as new.
-    anchor: Optional[np.ndarray] = None
+    anchor: np.ndarray | None = None
     anchor_index = -1
     for frame_index, frame, vec in zip(indices, sampled, vectors):
         if len(kept) >= cfg.max_per_shot:

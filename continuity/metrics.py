@@ -15,9 +15,10 @@ Everything takes callables, so the metrics do not depend on which CLIP or face m
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from memstore.errors import InvalidInputError
 #: images (H x W x 3 uint8) -> (N, d) rows (normalised here anyway)
 ImageEmbedFn = Callable[[list[np.ndarray]], np.ndarray]
 #: images -> one face vector per image, or None where no face was found
-FaceEmbedFn = Callable[[list[np.ndarray]], Sequence[Optional[np.ndarray]]]
+FaceEmbedFn = Callable[[list[np.ndarray]], Sequence[np.ndarray | None]]
 #: entity name -> shot index -> images of that entity in that shot (keyframes or crops)
 Appearances = Mapping[str, Mapping[int, Sequence[np.ndarray]]]
 
@@ -38,7 +39,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def _mean(values: Sequence[float]) -> Optional[float]:
+def _mean(values: Sequence[float]) -> float | None:
     return float(np.mean(values)) if len(values) else None
 
 
@@ -53,21 +54,21 @@ class EntityConsistency:
     entity: str
     shots: list[int]
     images: int
-    clip_i: Optional[float] = None  # mean cross-shot cosine
+    clip_i: float | None = None  # mean cross-shot cosine
     clip_i_pairs: int = 0
-    face_ref: Optional[float] = None  # mean face cosine, reference -> shot images
-    face_shot: Optional[float] = None  # mean face cosine between images of different shots
+    face_ref: float | None = None  # mean face cosine, reference -> shot images
+    face_shot: float | None = None  # mean face cosine between images of different shots
     face_shot_pairs: int = 0
-    faces_found: Optional[int] = None  # shot images in which a face was found
+    faces_found: int | None = None  # shot images in which a face was found
 
 
 @dataclass
 class ConsistencyReport:
     entities: dict[str, EntityConsistency] = field(default_factory=dict)
-    clip_i: Optional[float] = None  # mean over entities (each entity counts once)
-    face_ref: Optional[float] = None
-    face_shot: Optional[float] = None
-    occm: Optional[float] = None  # mean over shots
+    clip_i: float | None = None  # mean over entities (each entity counts once)
+    face_ref: float | None = None
+    face_shot: float | None = None
+    occm: float | None = None  # mean over shots
     occm_per_shot: dict[int, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -96,7 +97,7 @@ def _flatten(per_shot: Mapping[int, Sequence[np.ndarray]]) -> tuple[list[int], l
     return shots, images
 
 
-def cross_shot_clip_i(per_shot: Mapping[int, Sequence[np.ndarray]], embed: ImageEmbedFn) -> tuple[Optional[float], int]:
+def cross_shot_clip_i(per_shot: Mapping[int, Sequence[np.ndarray]], embed: ImageEmbedFn) -> tuple[float | None, int]:
     """(mean cross-shot cosine, number of pairs) for one entity's appearances; (None, 0) when the
     entity appears in fewer than two shots."""
     shots, images = _flatten(per_shot)
@@ -150,7 +151,7 @@ def face_embed_with(embedder: Any) -> FaceEmbedFn:
     face was found) to a :data:`FaceEmbedFn`."""
     from PIL import Image
 
-    def embed(images: list[np.ndarray]) -> list[Optional[np.ndarray]]:
+    def embed(images: list[np.ndarray]) -> list[np.ndarray | None]:
         rows = np.asarray(embedder.embed_images([Image.fromarray(np.asarray(i)) for i in images]), dtype=np.float32)
         return [row if np.all(np.isfinite(row)) else None for row in rows]
 
@@ -167,11 +168,11 @@ def occm(detected: int, expected: int, eps: float = OCCM_EPS) -> float:
 
 def consistency(
     appearances: Appearances,
-    embed: Optional[ImageEmbedFn] = None,
-    face_embed: Optional[FaceEmbedFn] = None,
-    references: Optional[Mapping[str, Sequence[np.ndarray]]] = None,
-    character_counts: Optional[Mapping[int, tuple[int, int]]] = None,
-    face_entities: Optional[Sequence[str]] = None,
+    embed: ImageEmbedFn | None = None,
+    face_embed: FaceEmbedFn | None = None,
+    references: Mapping[str, Sequence[np.ndarray]] | None = None,
+    character_counts: Mapping[int, tuple[int, int]] | None = None,
+    face_entities: Sequence[str] | None = None,
 ) -> ConsistencyReport:
     """All metrics for a story.
 
@@ -215,12 +216,12 @@ def consistency(
 
 
 __all__ = [
+    "OCCM_EPS",
     "Appearances",
     "ConsistencyReport",
     "EntityConsistency",
     "FaceEmbedFn",
     "ImageEmbedFn",
-    "OCCM_EPS",
     "consistency",
     "cross_shot_clip_i",
     "face_embed_with",

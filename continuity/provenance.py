@@ -17,7 +17,7 @@ import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -45,19 +45,19 @@ class BlueprintUse(_Model):
 
 class ReferenceUse(_Model):
     id: str
-    entity_id: Optional[str] = None
-    sha256: Optional[str] = None
-    era: Optional[str] = None
-    source: Optional[str] = None
+    entity_id: str | None = None
+    sha256: str | None = None
+    era: str | None = None
+    source: str | None = None
 
 
 class MemoryUse(_Model):
     id: str
-    entity_id: Optional[str] = None
-    sha256: Optional[str] = None
-    story: Optional[str] = None
-    shot: Optional[int] = None
-    frame: Optional[int] = None
+    entity_id: str | None = None
+    sha256: str | None = None
+    story: str | None = None
+    shot: int | None = None
+    frame: int | None = None
     reason: str = ""
 
 
@@ -78,14 +78,14 @@ class ShotManifest(_Model):
     schema_version: int = SCHEMA_VERSION
     story_id: str
     shot_index: int  # global, 0-based (StoryScript.iter_shots)
-    scene_index: Optional[int] = None
-    shot_in_scene: Optional[int] = None
+    scene_index: int | None = None
+    shot_in_scene: int | None = None
     input_hash: str
     prompt: str
-    enriched_prompt: Optional[str] = None
+    enriched_prompt: str | None = None
     generator: str
-    model_id: Optional[str] = None
-    seed: Optional[int] = None
+    model_id: str | None = None
+    seed: int | None = None
     blueprints: list[BlueprintUse] = Field(default_factory=list)
     references: list[ReferenceUse] = Field(default_factory=list)
     memory: list[MemoryUse] = Field(default_factory=list)
@@ -107,7 +107,7 @@ def software_versions() -> dict[str, str]:
     return out
 
 
-def file_sha256(path: "str | os.PathLike[str]", chunk: int = 1 << 20) -> str:
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
@@ -115,7 +115,7 @@ def file_sha256(path: "str | os.PathLike[str]", chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def output_file(path: "str | os.PathLike[str]", base_dir: "str | os.PathLike[str] | None" = None, kind: str = "video") -> OutputFile:
+def output_file(path: str | os.PathLike[str], base_dir: str | os.PathLike[str] | None = None, kind: str = "video") -> OutputFile:
     """Describe an output file; its path is stored relative to ``base_dir`` when inside it, so a
     run folder can be moved."""
     p = Path(path)
@@ -153,7 +153,7 @@ def uses_from_retrieval(result: Any) -> dict[str, list[Any]]:
     return {"blueprints": blueprints, "references": references, "memory": memory}
 
 
-def write_provenance(path: "str | os.PathLike[str]", manifest: ShotManifest) -> Path:
+def write_provenance(path: str | os.PathLike[str], manifest: ShotManifest) -> Path:
     """Write the manifest as JSON, atomically (temp file in the same folder, then os.replace), so a
     reader never sees half a manifest and a crash never leaves one that claims a finished shot."""
     p = Path(path)
@@ -172,7 +172,7 @@ def write_provenance(path: "str | os.PathLike[str]", manifest: ShotManifest) -> 
     return p
 
 
-def read_provenance(path: "str | os.PathLike[str]") -> ShotManifest:
+def read_provenance(path: str | os.PathLike[str]) -> ShotManifest:
     p = Path(path)
     if not p.is_file():
         raise InvalidInputError(f"provenance file {str(p)!r} does not exist")
@@ -193,12 +193,12 @@ def read_provenance(path: "str | os.PathLike[str]") -> ShotManifest:
 
 
 __all__ = [
+    "SCHEMA_VERSION",
     "BlueprintUse",
     "ConsentOverride",
     "MemoryUse",
     "OutputFile",
     "ReferenceUse",
-    "SCHEMA_VERSION",
     "ShotManifest",
     "file_sha256",
     "output_file",

@@ -12,11 +12,12 @@ import base64
 import io
 import os
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Union
 from urllib.parse import quote
 
 import numpy as np
@@ -39,15 +40,15 @@ class ReportImage:
 class ShotReport:
     index: int  # global, 0-based
     prompt: str
-    scene: Optional[int] = None
-    shot_in_scene: Optional[int] = None
+    scene: int | None = None
+    shot_in_scene: int | None = None
     cut: bool = True
-    enriched_prompt: Optional[str] = None
-    video: Optional[Union[str, os.PathLike]] = None  # the shot's MP4
-    blueprints: Sequence[Union[BlueprintUse, Mapping[str, Any]]] = ()
+    enriched_prompt: str | None = None
+    video: str | os.PathLike | None = None  # the shot's MP4
+    blueprints: Sequence[BlueprintUse | Mapping[str, Any]] = ()
     memory: Sequence[ReportImage] = ()  # memory keyframes that conditioned the shot, with reasons
     keyframes: Sequence[ReportImage] = ()  # keyframes extracted from the shot
-    seed: Optional[int] = None
+    seed: int | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
     notes: Sequence[str] = ()
 
@@ -85,7 +86,7 @@ class _Assets:
         if not inline:
             self.dir.mkdir(parents=True, exist_ok=True)
 
-    def src(self, image: ImageLike, name: str, max_side: Optional[int] = None, fmt: str = "JPEG") -> str:
+    def src(self, image: ImageLike, name: str, max_side: int | None = None, fmt: str = "JPEG") -> str:
         pil = _pil(image)
         side = max_side or self.thumb
         if max(pil.size) > side:
@@ -100,7 +101,7 @@ class _Assets:
         return quote(f"{ASSETS}/{name}.{ext}")
 
 
-def _link(out_dir: Path, target: Union[str, os.PathLike]) -> str:
+def _link(out_dir: Path, target: str | os.PathLike) -> str:
     p = Path(target)
     try:
         rel = os.path.relpath(p.resolve(), out_dir.resolve())
@@ -198,7 +199,7 @@ def _figures(items: Iterable[ReportImage], prefix: str, assets: _Assets) -> str:
     return f"<div class='grid'>{''.join(figs)}</div>" if figs else "<p class='muted'>none</p>"
 
 
-def _blueprints(blueprints: Sequence[Union[BlueprintUse, Mapping[str, Any]]]) -> str:
+def _blueprints(blueprints: Sequence[BlueprintUse | Mapping[str, Any]]) -> str:
     if not blueprints:
         return "<p class='muted'>none</p>"
     rows = []
@@ -241,12 +242,12 @@ def _shot_section(shot: ShotReport, out_dir: Path, assets: _Assets) -> str:
 
 
 def write_report(
-    out_dir: "str | os.PathLike[str]",
+    out_dir: str | os.PathLike[str],
     story: Any,
     shots: Sequence[ShotReport],
     metrics: Any = None,
-    entity_sheets: Optional[Mapping[str, Mapping[int, Sequence[ImageLike]]]] = None,
-    generator: Optional[str] = None,
+    entity_sheets: Mapping[str, Mapping[int, Sequence[ImageLike]]] | None = None,
+    generator: str | None = None,
     inline_images: bool = False,
     thumb: int = 320,
 ) -> Path:

@@ -23,8 +23,9 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -47,7 +48,7 @@ class _Model(BaseModel):
 class CastMember(_Model):
     name: str
     kind: CastKind = "character"
-    ref: Optional[str] = None  # an entity already in the library, when the name differs from it
+    ref: str | None = None  # an entity already in the library, when the name differs from it
     description: str = ""
     aliases: list[str] = Field(default_factory=list)
     images: list[str] = Field(default_factory=list)  # relative to the script file
@@ -60,16 +61,16 @@ class Shot(_Model):
     index: int = Field(ge=1)
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     cut: bool = True
-    cast: Optional[list[str]] = None
-    location: Optional[str] = None
+    cast: list[str] | None = None
+    location: str | None = None
     duration: float = Field(default=2.0, gt=0, le=600)
-    seed: Optional[int] = None
-    first_frame_prompt: Optional[str] = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    seed: int | None = None
+    first_frame_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
 
 
 class Scene(_Model):
     index: int = Field(ge=1)
-    location: Optional[str] = None
+    location: str | None = None
     shots: list[Shot]
 
 
@@ -80,7 +81,7 @@ class StoryScript(_Model):
     cast: list[CastMember] = Field(default_factory=list)
     scenes: list[Scene]
     #: the folder the script was read from; image paths of the cast are relative to it
-    base_dir: Optional[str] = None
+    base_dir: str | None = None
     #: "native", "st-bench" or "vistorybench"
     source_format: str = "native"
 
@@ -96,7 +97,7 @@ class StoryScript(_Model):
     def num_shots(self) -> int:
         return sum(len(s.shots) for s in self.scenes)
 
-    def cast_member(self, name: str) -> Optional[CastMember]:
+    def cast_member(self, name: str) -> CastMember | None:
         key = name.casefold()
         for member in self.cast:
             if member.name.casefold() == key or any(a.casefold() == key for a in member.aliases):
@@ -107,7 +108,7 @@ class StoryScript(_Model):
 # --- loading -------------------------------------------------------------------------------------
 
 
-def load_story(path: "str | os.PathLike[str]") -> StoryScript:
+def load_story(path: str | os.PathLike[str]) -> StoryScript:
     """Read a story script, recognising its format from its content (not its file name)."""
     p = Path(path)
     if not p.is_file():
@@ -115,7 +116,10 @@ def load_story(path: "str | os.PathLike[str]") -> StoryScript:
     size = p.stat().st_size
     if size > MAX_FILE_BYTES:
         raise ScriptError(f"story script {p.name!r} has {size} bytes, at most {MAX_FILE_BYTES} are allowed")
-    text = p.read_text(encoding="utf-8", errors="strict")
+    try:
+        text = p.read_text(encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise ScriptError(f"story script {p.name!r} is not UTF-8 text (bad byte at offset {exc.start})") from None
     data = _parse_text(text, p.name)
     default_id = p.parent.name if p.stem.lower() == "story" and p.parent.name else p.stem
     story = parse_story(data, default_id=default_id, base_dir=p.parent)
@@ -149,7 +153,7 @@ def detect_format(data: Any) -> str:
     return "native"
 
 
-def parse_story(data: Any, default_id: str = "story", base_dir: "Optional[Path]" = None) -> StoryScript:
+def parse_story(data: Any, default_id: str = "story", base_dir: Path | None = None) -> StoryScript:
     """Build a :class:`StoryScript` from already-parsed data of any supported format;
     ``base_dir`` is where relative image paths point (ViStoryBench's ``image/`` folder)."""
     fmt = detect_format(data)
@@ -160,7 +164,7 @@ def parse_story(data: Any, default_id: str = "story", base_dir: "Optional[Path]"
     return _from_native(data, default_id)
 
 
-def _where(scene: Optional[int], shot: Optional[int]) -> str:
+def _where(scene: int | None, shot: int | None) -> str:
     parts = []
     if scene is not None:
         parts.append(f"scene {scene}")
@@ -169,7 +173,7 @@ def _where(scene: Optional[int], shot: Optional[int]) -> str:
     return ", ".join(parts)
 
 
-def _error(scene: Optional[int], shot: Optional[int], message: str) -> ScriptError:
+def _error(scene: int | None, shot: int | None, message: str) -> ScriptError:
     where = _where(scene, shot)
     return ScriptError(f"{where}: {message}" if where else message)
 
@@ -216,7 +220,7 @@ def _build_shot(raw: Any, scene_no: int, shot_no: int) -> Shot:
         raise _error(scene_no, shot_no, _describe(exc)) from None
 
 
-def _clean_names(names: Optional[list[str]], scene_no: int, shot_no: Optional[int], what: str) -> None:
+def _clean_names(names: list[str] | None, scene_no: int, shot_no: int | None, what: str) -> None:
     for n in names or ():
         try:
             clean_name(n, what)
@@ -398,7 +402,7 @@ def _pick(shot: dict[str, Any], field: str) -> Any:
     return None
 
 
-def _reference_images(base_dir: Optional[Path], key: str) -> list[str]:
+def _reference_images(base_dir: Path | None, key: str) -> list[str]:
     """ViStoryBench keeps a character's reference images in ``image/<key>/`` beside story.json."""
     if base_dir is None or not key:
         return []
@@ -413,7 +417,7 @@ def _reference_images(base_dir: Optional[Path], key: str) -> list[str]:
 
 
 def _from_vistorybench(
-    data: dict[str, Any], default_id: str, lang: str = "en", base_dir: Optional[Path] = None
+    data: dict[str, Any], default_id: str, lang: str = "en", base_dir: Path | None = None
 ) -> StoryScript:
     chars_raw = data.get("Characters") or data.get("characters") or {}
     shots_raw = data.get("Shots") if "Shots" in data else data.get("shots")
@@ -482,7 +486,7 @@ def _from_vistorybench(
 # --- hashing -------------------------------------------------------------------------------------
 
 
-def shot_input_hash(shot: Shot, extra: Optional[dict[str, Any]] = None) -> str:
+def shot_input_hash(shot: Shot, extra: dict[str, Any] | None = None) -> str:
     """sha256 over a canonical JSON of a shot's inputs plus ``extra`` (generator, model, retrieved
     ids...). A resumable run skips a shot whose stored hash equals this one."""
     payload = {"shot": shot.model_dump(mode="json"), "extra": extra or {}}
@@ -491,6 +495,9 @@ def shot_input_hash(shot: Shot, extra: Optional[dict[str, Any]] = None) -> str:
 
 
 __all__ = [
+    "MAX_FILE_BYTES",
+    "MAX_PROMPT_CHARS",
+    "MAX_SHOTS",
     "CastMember",
     "Scene",
     "Shot",
@@ -499,7 +506,4 @@ __all__ = [
     "load_story",
     "parse_story",
     "shot_input_hash",
-    "MAX_FILE_BYTES",
-    "MAX_SHOTS",
-    "MAX_PROMPT_CHARS",
 ]

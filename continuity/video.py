@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -30,7 +31,7 @@ def _av() -> Any:
     return av
 
 
-def available_codec(preferred: Optional[str] = None) -> str:
+def available_codec(preferred: str | None = None) -> str:
     """The first encoder this FFmpeg build has, from ``preferred`` then H.264 then MPEG-4."""
     av = _av()
     for name in ((preferred,) if preferred else ()) + PREFERRED_CODECS:
@@ -67,7 +68,7 @@ def _rate(fps: float) -> Fraction:
 class _Writer:
     """An open MP4 being written; frames must all have the size of the first one."""
 
-    def __init__(self, path: Path, fps: float, codec: Optional[str], quality: int) -> None:
+    def __init__(self, path: Path, fps: float, codec: str | None, quality: int) -> None:
         self.av = _av()
         self.path = path
         self.rate = _rate(fps)
@@ -79,7 +80,7 @@ class _Writer:
         self.tmp = Path(tmp)
         self.container = self.av.open(str(self.tmp), mode="w", format="mp4")
         self.stream: Any = None
-        self.size: Optional[tuple[int, int]] = None
+        self.size: tuple[int, int] | None = None
         self.count = 0
 
     def _open_stream(self, w: int, h: int) -> None:
@@ -127,10 +128,10 @@ class _Writer:
 
 
 def write_mp4(
-    path: "str | os.PathLike[str]",
-    frames: "np.ndarray | Iterable[np.ndarray]",
+    path: str | os.PathLike[str],
+    frames: np.ndarray | Iterable[np.ndarray],
     fps: float = 16.0,
-    codec: Optional[str] = None,
+    codec: str | None = None,
     quality: int = 20,
 ) -> Path:
     """Write T x H x W x 3 uint8 frames to an MP4 (H.264 yuv420p, else MPEG-4); returns the path.
@@ -145,7 +146,7 @@ def write_mp4(
     return writer.close()
 
 
-def read_frames(path: "str | os.PathLike[str]", max_frames: Optional[int] = None) -> np.ndarray:
+def read_frames(path: str | os.PathLike[str], max_frames: int | None = None) -> np.ndarray:
     """Decode an MP4 to T x H x W x 3 uint8 RGB."""
     av = _av()
     p = Path(path)
@@ -165,7 +166,7 @@ def read_frames(path: "str | os.PathLike[str]", max_frames: Optional[int] = None
     return np.stack(out)
 
 
-def probe(path: "str | os.PathLike[str]") -> dict[str, Any]:
+def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Frames, size, rate and codec of an MP4 (frames counted by decoding: containers may lie)."""
     av = _av()
     with av.open(str(path)) as container:
@@ -187,11 +188,11 @@ def _fit(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def concat_mp4(
-    out: "str | os.PathLike[str]",
-    shots: Sequence["str | os.PathLike[str] | np.ndarray"],
+    out: str | os.PathLike[str],
+    shots: Sequence[str | os.PathLike[str] | np.ndarray],
     fps: float = 16.0,
-    size: Optional[tuple[int, int]] = None,
-    codec: Optional[str] = None,
+    size: tuple[int, int] | None = None,
+    codec: str | None = None,
     quality: int = 20,
 ) -> Path:
     """Join shots (MP4 paths or frame arrays) into one story MP4, resizing every frame to ``size``
@@ -228,10 +229,10 @@ def concat_mp4(
 
 
 def contact_sheet(
-    images: Sequence["np.ndarray | Image.Image"],
+    images: Sequence[np.ndarray | Image.Image],
     cols: int = 4,
-    thumb: "int | tuple[int, int]" = 160,
-    labels: Optional[Sequence[str]] = None,
+    thumb: int | tuple[int, int] = 160,
+    labels: Sequence[str] | None = None,
     gap: int = 4,
     background: tuple[int, int, int] = (24, 24, 24),
 ) -> Image.Image:

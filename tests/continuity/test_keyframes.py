@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter
+from pydantic import ValidationError
 
 from continuity.keyframes import (
     ExtractionLog,
@@ -112,9 +113,9 @@ def test_memstore_embedder_adapter(three):
 def test_custom_embed_and_errors(three):
     frames = _shot(three)
     # a callable that sees every frame as identical yields only the first frame
-    same = lambda fs: np.ones((len(fs), 4), dtype=np.float32)  # noqa: E731
+    same = lambda fs: np.ones((len(fs), 4), dtype=np.float32)
     assert [k.frame_index for k in extract_keyframes(frames, embed=same)] == [0]
-    bad = lambda fs: np.ones((1, 4), dtype=np.float32)  # noqa: E731
+    bad = lambda fs: np.ones((1, 4), dtype=np.float32)
     with pytest.raises(InvalidInputError, match="returned 1 vectors for 30 frames"):
         extract_keyframes(frames, embed=bad)
     with pytest.raises(InvalidInputError, match="dimensions"):
@@ -125,7 +126,7 @@ def test_custom_embed_and_errors(three):
 
 
 def test_config_validation():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         KeyframeConfig(max_per_shot=0)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         KeyframeConfig(unknown=1)

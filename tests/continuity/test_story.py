@@ -212,6 +212,10 @@ def test_limits(tmp_path):
     bad.write_text("scenes: [unclosed\n")
     with pytest.raises(ScriptError, match="neither JSON nor YAML"):
         load_story(bad)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ScriptError, match="not UTF-8"):
+        load_story(binary)
     listy = tmp_path / "list.yaml"
     listy.write_text("- a\n- b\n")
     with pytest.raises(ScriptError, match="mapping at the top level"):

@@ -7,8 +7,8 @@ from PIL import Image
 
 pytest.importorskip("av", reason="PyAV is not installed (extra: video)")
 
-from continuity.video import available_codec, concat_mp4, contact_sheet, probe, read_frames, write_mp4  # noqa: E402
-from memstore.errors import InvalidInputError  # noqa: E402
+from continuity.video import available_codec, concat_mp4, contact_sheet, probe, read_frames, write_mp4
+from memstore.errors import InvalidInputError
 
 
 def _clip(photo: np.ndarray, n: int, size=(96, 64)) -> np.ndarray:
