@@ -1,11 +1,13 @@
 """Keyframe extraction from a generated shot, by StoryMem's rule (arXiv 2512.19539, Sec. 3.3).
 
-Walk the frames in order: the first frame is a keyframe; a later frame becomes one when its
-similarity to the last keyframe drops below ``threshold`` (the content has changed); stop at
-``max_per_shot``. A candidate that is more than ``memory_dedup`` similar to a frame already in
-memory is dropped, so the memory bank does not fill up with the same view. StoryMem measures
-similarity with CLIP; here the embedder is any callable, with a weightless default so the loop
-runs without model weights.
+Walk the frames in order: the first (good enough) frame is a keyframe; a later frame becomes one
+when its similarity to the last keyframe drops below ``threshold`` (the content has changed).
+When more than ``max_per_shot`` frames pass, StoryMem's extract_keyframes.py lowers the
+threshold by 0.01 and walks again, so the keyframes spread over the shot (``adaptive``; turn it
+off to keep the first ones). A keyframe more than ``memory_dedup`` similar to a frame already in
+memory is then dropped, so the memory bank does not fill up with the same view. StoryMem measures
+similarity with CLIP and quality with HPSv3; here the embedder is any callable, with a weightless
+default so the loop runs without weights, and quality is sharpness (variance of the Laplacian).
 """
 from __future__ import annotations
 
@@ -31,6 +33,10 @@ class KeyframeConfig(BaseModel):
     memory_dedup: float | None = Field(0.9, ge=-1.0, le=1.0)  # None: keep duplicates of memory
     min_quality: float | None = Field(None, ge=0.0, le=1.0)  # sharpness in [0, 1]; None: no filter
     sample_every: int = Field(1, ge=1)  # look at every n-th frame only (long shots, slow embedders)
+    # True (StoryMem): when more than max_per_shot frames pass, lower the threshold by
+    # adaptive_step and walk again; False: keep the first max_per_shot that pass.
+    adaptive: bool = True
+    adaptive_step: float = Field(0.01, gt=0.0, le=0.5)
 
 
 @dataclass
@@ -47,6 +53,7 @@ class ExtractionLog:
     """What happened to every looked-at frame that was not kept (for the report and for tests)."""
 
     dropped: list[tuple[int, str]] = field(default_factory=list)
+    threshold: float | None = None  # the similarity threshold finally used (after adaptation)
 
 
 # --- embedders -----------------------------------------------------------------------------------
@@ -161,30 +168,55 @@ def extract_keyframes(
             )
     log = log if log is not None else ExtractionLog()
 
+    quality_cache: dict[int, float] = {}
+
+    def quality_of(pos: int) -> float:
+        if pos not in quality_cache:
+            quality_cache[pos] = sharpness(sampled[pos])
+        return quality_cache[pos]
+
+    def walk(threshold: float) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        """StoryMem's walk at one threshold: (picked positions with reasons, low-quality drops)."""
+        picks: list[tuple[int, str]] = []
+        low: list[tuple[int, str]] = []
+        anchor: np.ndarray | None = None  # the last picked frame
+        anchor_pos = -1
+        for pos, vec in enumerate(vectors):
+            if anchor is not None:
+                sim = float(anchor @ vec)
+                if sim >= threshold:
+                    continue  # the same view as the anchor: the common case, not worth a log line
+                reason = f"new view: similarity {sim:.2f} < {threshold:.2f} to frame {indices[anchor_pos]}"
+            else:
+                reason = "first frame" if pos == 0 else "first frame of acceptable quality"
+            if cfg.min_quality is not None and quality_of(pos) < cfg.min_quality:
+                # a changed but poor frame neither becomes a keyframe nor the new anchor
+                low.append((indices[pos], f"quality {quality_of(pos):.2f} < {cfg.min_quality:.2f}"))
+                continue
+            picks.append((pos, reason))
+            anchor, anchor_pos = vec, pos
+            if not cfg.adaptive and len(picks) >= cfg.max_per_shot:
+                break
+        return picks, low
+
+    threshold = cfg.threshold
+    picks, low = walk(threshold)
+    # StoryMem lowers the threshold until at most max_per_shot frames pass, so the keyframes spread
+    # over the whole shot instead of bunching at its start; each walk is only dot products.
+    while cfg.adaptive and len(picks) > cfg.max_per_shot and threshold > -1.0:
+        threshold -= cfg.adaptive_step
+        picks, low = walk(threshold)
+    picks = picks[: cfg.max_per_shot]
+    log.threshold = threshold
+    log.dropped.extend(low)
+
     kept: list[Keyframe] = []
-    # The anchor is the last frame judged a new view, kept or not: a view already in memory is
-    # still a view, and the frames after it must change again before they count as new.
-    anchor: np.ndarray | None = None
-    anchor_index = -1
-    for frame_index, frame, vec in zip(indices, sampled, vectors):
-        if len(kept) >= cfg.max_per_shot:
-            break
-        quality = sharpness(frame)
-        if cfg.min_quality is not None and quality < cfg.min_quality:
-            log.dropped.append((frame_index, f"quality {quality:.2f} < {cfg.min_quality:.2f}"))
-            continue
-        if anchor is None:
-            reason = "first frame" if frame_index == 0 else f"first frame of acceptable quality ({quality:.2f})"
-        else:
-            sim = float(anchor @ vec)
-            if sim >= cfg.threshold:
-                continue  # the same view as the anchor: the common case, not worth a log line
-            reason = f"new view: similarity {sim:.2f} < {cfg.threshold:.2f} to frame {anchor_index}"
-        anchor, anchor_index = vec, frame_index
+    for pos, reason in picks:
+        vec, frame_index = vectors[pos], indices[pos]
         if cfg.memory_dedup is not None:
-            pool = [k.vector for k in kept]
-            if mem is not None:
-                pool.extend(mem)
+            # compared with memory (StoryMem) and with this shot's earlier keyframes, so that a
+            # return to an earlier view (A -> B -> A) is not stored twice
+            pool = [k.vector for k in kept] + (list(mem) if mem is not None else [])
             if pool:
                 sims = np.stack(pool) @ vec
                 best = int(np.argmax(sims))
@@ -192,7 +224,9 @@ def extract_keyframes(
                     where = f"keyframe {kept[best].frame_index}" if best < len(kept) else f"memory frame {best - len(kept)}"
                     log.dropped.append((frame_index, f"duplicate: similarity {sims[best]:.2f} > {cfg.memory_dedup:.2f} to {where}"))
                     continue
-        kept.append(Keyframe(frame_index=frame_index, image=frame, vector=vec, quality=quality, reason=reason))
+        if threshold != cfg.threshold:
+            reason += f" (threshold lowered from {cfg.threshold:.2f} to keep at most {cfg.max_per_shot})"
+        kept.append(Keyframe(frame_index=frame_index, image=sampled[pos], vector=vec, quality=quality_of(pos), reason=reason))
     return kept
 
 
