@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -26,7 +26,7 @@ from PIL import Image
 from .provenance import BlueprintUse
 from .video import contact_sheet
 
-ImageLike = Union[np.ndarray, Image.Image, str, os.PathLike]
+ImageLike = np.ndarray | Image.Image | str | os.PathLike
 ASSETS = "report_files"
 
 
@@ -51,6 +51,36 @@ class ShotReport:
     seed: int | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
     notes: Sequence[str] = ()
+
+    @classmethod
+    def from_manifest(
+        cls,
+        manifest: Any,
+        manifest_dir: str | os.PathLike | None = None,
+        keyframes: Sequence[ReportImage] = (),
+        memory: Sequence[ReportImage] = (),
+        cut: bool = True,
+    ) -> ShotReport:
+        """A shot section from a :class:`continuity.provenance.ShotManifest`; its first video
+        output (path relative to ``manifest_dir``) becomes the shot's link."""
+        video = next((o.path for o in manifest.outputs if o.kind == "video"), None)
+        if video is not None and manifest_dir is not None and not Path(video).is_absolute():
+            video = str(Path(manifest_dir) / video)
+        return cls(
+            index=manifest.shot_index,
+            prompt=manifest.prompt,
+            scene=manifest.scene_index,
+            shot_in_scene=manifest.shot_in_scene,
+            cut=cut,
+            enriched_prompt=manifest.enriched_prompt,
+            video=video,
+            blueprints=list(manifest.blueprints),
+            memory=memory,
+            keyframes=keyframes,
+            seed=manifest.seed,
+            timings=dict(manifest.timings),
+            notes=list(manifest.notes),
+        )
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -118,3 +118,21 @@ def test_minimal_report(tmp_path):
     path = write_report(tmp_path, story, [ShotReport(index=0, prompt="only a prompt")])
     text = "".join(_parse(path).text)
     assert "only a prompt" in text and "none" in text
+
+
+def test_shot_report_from_manifest(tmp_path, photos):
+    from continuity.provenance import ShotManifest, output_file
+
+    run = tmp_path / "run"
+    (run / "shots").mkdir(parents=True)
+    (run / "shots" / "s.mp4").write_bytes(b"v")
+    m = ShotManifest(story_id="s", shot_index=4, scene_index=2, shot_in_scene=1, input_hash="0" * 64,
+                     prompt=f"p {EVIL}", generator="mock", seed=5, timings={"generate": 0.5},
+                     blueprints=[BlueprintUse(entity_id="e", name="Cat", kind="character", score=0.7, reasons=["named"])],
+                     outputs=[output_file(run / "shots" / "s.mp4", base_dir=run)])
+    shot = ShotReport.from_manifest(m, manifest_dir=run, keyframes=[ReportImage(photos["chelsea"], "frame 0")], cut=False)
+    assert (shot.index, shot.scene, shot.shot_in_scene, shot.seed, shot.cut) == (4, 2, 1, 5, False)
+    assert Path(shot.video) == run / "shots" / "s.mp4"
+    story = parse_story({"id": "s", "scenes": [{"shots": ["x"]}]})
+    html = write_report(run, story, [shot]).read_text()
+    assert "href='shots/s.mp4'" in html and "&lt;script&gt;" in html and "Shot 5" in html
