@@ -1,0 +1,91 @@
+"""`continuity story run` and `continuity demo`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .cli_common import DbOption, LibraryOption, console, err_console, handle_errors, open_library, print_json
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console, transient=True, disable=not err_console.is_terminal)
+
+
+def _summary(run, as_json: bool) -> None:
+    if as_json:
+        print_json({
+            "story": run.story.id, "out": str(run.out_dir), "video": str(run.video) if run.video else None,
+            "report": str(run.report) if run.report else None, "metrics": run.metrics,
+            "shots": [{"index": s.index, "video": str(s.video), "skipped": s.skipped, "hits": run_hits(s),
+                       "memory": len(s.memory), "keyframes": len(s.keyframes)} for s in run.shots],
+        })
+        return
+    made = sum(not s.skipped for s in run.shots)
+    console.print(f"story [bold]{run.story.title or run.story.id}[/]: {len(run.shots)} shots ({made} generated, {len(run.shots) - made} resumed)")
+    if run.video:
+        console.print(f"video:  {run.video}")
+    if run.report:
+        console.print(f"report: {run.report}")
+
+
+def run_hits(shot) -> list[str]:
+    return [h.entity.name for h in shot.result.hits]
+
+
+def register(app: typer.Typer) -> None:
+    story_app = typer.Typer(help="Run story scripts shot by shot with episodic memory.", no_args_is_help=True)
+    app.add_typer(story_app, name="story")
+
+    @story_app.command("run")
+    @handle_errors
+    def story_run(
+        script: Path = typer.Argument(..., help="Story script: native YAML/JSON, ST-Bench JSON or ViStoryBench story.json."),
+        generator: str = typer.Option("animatic", "--generator", "-g"),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder (MP4s, report.html, provenance)."),
+        memory: str = typer.Option("relevant", "--memory", help="sink_recent | relevant | none"),
+        budget: int = typer.Option(10, "--budget", help="Memory keyframes per shot."),
+        seed: int = typer.Option(0, "--seed"),
+        width: int = typer.Option(640, "--width"),
+        height: int = typer.Option(360, "--height"),
+        fps: int = typer.Option(12, "--fps"),
+        override: List[str] = typer.Option([], "--override-consent", help="Use this entity despite missing consent or expired rights (recorded in provenance)."),
+        require_consent: bool = typer.Option(False, "--require-consent", help="Refuse entities whose consent is not recorded as yes."),
+        shots: Optional[int] = typer.Option(None, "--shots", help="Run only the first N shots."),
+        library: str = LibraryOption,
+        db: Optional[str] = DbOption,
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Run a story: retrieve, remember, generate, write keyframes back; resumable."""
+        from .runner import RunConfig, StoryRunner
+        from .story import load_story
+
+        story = load_story(script)
+        lib = open_library(db, library, create=True)
+        config = RunConfig(generator=generator, memory_policy=memory, memory_budget=budget, seed=seed, width=width,
+                           height=height, fps=fps, consent_overrides=tuple(override), require_consent=require_consent)
+        with _progress() as bar:
+            task = bar.add_task(f"story {story.id}", total=story.num_shots if shots is None else min(shots, story.num_shots))
+            runner = StoryRunner(lib, out, config, progress=lambda i, n, what: bar.update(task, completed=i))
+            run = runner.run(story, stop_after=shots)
+        _summary(run, as_json)
+
+    @app.command()
+    @handle_errors
+    def demo(
+        out: Path = typer.Option(Path("demo-out"), "--out", "-o"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Build a sample library from photos shipped in installed packages and run a short story."""
+        from .demo import run_demo
+
+        with _progress() as bar:
+            task = bar.add_task("demo story", total=None)
+            run = run_demo(out, progress=lambda i, n, what: bar.update(task, completed=i, total=n))
+        _summary(run, as_json)
+        if not as_json:
+            console.print("open the report in a browser to see the shots, the memory and the metrics")
