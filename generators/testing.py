@@ -102,11 +102,11 @@ def sample_result(prompt: str = "Aria and Bram argue in the harbor at dusk", *,
 def tiny_clip_tokenizer(model_max_length: int = 77):
     """A character-level CLIP BPE tokenizer: every byte-level character is a token (with and
     without the end-of-word suffix), no merges. 515 tokens."""
+    from tokenizers import pre_tokenizers
     from transformers import CLIPTokenizer
-    from transformers.models.clip.tokenization_clip import bytes_to_unicode
 
     specials = ["<|startoftext|>", "<|endoftext|>"]
-    chars = list(bytes_to_unicode().values())
+    chars = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {tok: i for i, tok in enumerate(specials + chars + [c + "</w>" for c in chars])}
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length,
                          unk_token="<|endoftext|>", pad_token="<|endoftext|>")
@@ -152,7 +152,7 @@ def tiny_sd_components(seed: int = 0) -> dict[str, Any]:
         layer_norm_eps=1e-5,
     ))
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False)
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tiny_clip_tokenizer(),
             "scheduler": scheduler, "safety_checker": None, "feature_extractor": None, "image_encoder": None}
 
@@ -325,6 +325,9 @@ class CountingEncoder:
         self.calls += 1
         self.images += len(images)
         return self.encoder.encode(images)
+
+    def negative(self) -> np.ndarray:
+        return self.encoder.negative()
 
 
 class DictTokenCache:
