@@ -40,6 +40,12 @@ def export_library(library: Any, path: str | os.PathLike, progress: Optional[Cal
     store = library.store
     where = f"library = {sql_str(library.name)}"
     tables = {name: store.table(name).to_lance().to_table(filter=where) for name in ("entities", "references", "tokens")}
+    # Orphans a crash left (references or tokens whose entity row is missing) are not exported.
+    import pyarrow.compute as pc
+
+    live = tables["entities"].column("id")
+    for name in ("references", "tokens"):
+        tables[name] = tables[name].filter(pc.is_in(tables[name].column("entity_id"), value_set=live))
     manifest = {
         "format": ARCHIVE_FORMAT,
         "version": ARCHIVE_VERSION,

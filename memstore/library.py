@@ -7,6 +7,7 @@ first and the entity row last, so the entity row is the commit marker.
 """
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,7 @@ from .validation import (
     clean_library,
     clean_name,
     clean_tag,
+    clean_text,
     name_key,
     sql_in,
     sql_str,
@@ -178,9 +180,21 @@ class Library:
         vector_cols = list(self.store.vector_columns()) if with_vectors else []
         columns = REFERENCE_META_COLUMNS + (["image"] if with_images else []) + vector_cols
         rows = self.store.references.search().where(self._where(*clauses)).select(columns).limit(None).to_list()
+        if entity is None:
+            rows = self._live(rows)
         refs = [Reference.from_row(r, vector_cols) for r in rows]
         refs.sort(key=lambda r: (r.created, r.id))
         return refs
+
+    def _live(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop reference rows whose entity row does not exist (yet, or any more): references are
+        committed before their entity and deleted after it, and a crash in between leaves orphans
+        that must stay invisible until :meth:`Store.repair` removes them. Read after the rows."""
+        if not rows:
+            return rows
+        ids = self.store.entities.to_lance().to_table(columns=["id"], filter=self._where()).column("id").to_pylist()
+        live = set(ids)
+        return [r for r in rows if r["entity_id"] in live]
 
     def reference(self, ref_id: str, *, with_images: bool = True) -> Reference:
         refs = self.references(ids=[ref_id], with_images=with_images)
@@ -203,22 +217,28 @@ class Library:
         columns = {c: int(m["dim"]) for c, m in self.store.vector_columns().items()}
         if vectors:  # columns of configured embedders count even before their first write
             columns.update({e.column_name: e.ndims for e in self.embedders})
+        if not isinstance(vectors, Mapping):
+            raise VectorError(f"vectors must map a column name to vectors, got {type(vectors).__name__}")
         out = {}
         for column, value in vectors.items():
             if column not in columns:
                 raise VectorError(f"vector column {column!r} does not exist; known columns: {sorted(columns)}")
             dim = columns[column]
-            arr = np.asarray(value, dtype=np.float64)
+            try:
+                arr = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise VectorError(f"vectors for {column!r} must be numbers, got {type(value).__name__}") from None
             if arr.ndim == 1:
                 arr = arr[None, :]
             if arr.shape != (count, dim):
                 raise VectorError(f"vectors for {column!r} have shape {arr.shape}, expected ({count}, {dim})")
             if not np.isfinite(arr).all():
                 raise VectorError(f"vectors for {column!r} contain NaN or inf; give finite values")
-            norms = np.linalg.norm(arr, axis=1, keepdims=True)
-            if (norms == 0).any():
+            scale = np.abs(arr).max(axis=1, keepdims=True)  # scaling first: huge or tiny values keep their direction
+            if (scale == 0).any():
                 raise VectorError(f"vectors for {column!r} include an all-zero vector; it has no direction")
-            out[column] = (arr / norms).astype(np.float32)
+            arr = arr / scale
+            out[column] = (arr / np.linalg.norm(arr, axis=1, keepdims=True)).astype(np.float32)
         return out
 
     def _make_references(
@@ -425,6 +445,13 @@ class Library:
         frames = list(frames) if frames is not None else [None] * len(encoded_all)
         if len(frames) != len(encoded_all):
             raise InvalidInputError(f"got {len(frames)} frame numbers for {len(encoded_all)} images")
+        if story is not None:
+            story = clean_text(story, "story id")
+        for label, value in [("shot", shot), *(("frame", f) for f in frames)]:
+            if value is not None and (
+                not isinstance(value, numbers.Integral) or isinstance(value, bool) or not 0 <= value < 2**31
+            ):
+                raise InvalidInputError(f"{label} must be an integer from 0 to 2**31-1, got {value!r}")
         checked = self._check_vectors(vectors or {}, len(encoded_all))
         existing = {r.sha256: r for r in self.references(ent, with_vectors=False)}
         keep = []
@@ -527,14 +554,27 @@ class Library:
             if not self.embedders:
                 raise InvalidInputError("this library has no embedders configured; nothing to search")
             column = self.embedders[0].column_name
+        try:
+            with np.errstate(over="ignore"):  # values beyond float32 become inf, refused by the index
+                query = np.asarray(vector, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise VectorError(f"query vector must be numbers, got {type(vector).__name__}") from None
+        if query.ndim == 2 and query.shape[0] == 1:
+            query = query[0]
+        if query.ndim != 1:
+            raise VectorError(f"query vector has shape {query.shape}, expected one vector of shape (dim,)")
+        if not isinstance(column, str):
+            raise InvalidInputError(f"column must be a string, got {type(column).__name__}")
+        if column not in self.store.vector_columns() and column in [e.column_name for e in self.embedders]:
+            return []  # configured, but nothing has been written to its column yet
         index = self.store.index(self.name, column)
-        scores, keys = index.search(vector, k, kind=kind)
+        scores, keys = index.search(query, k, kind=kind)
         keys = [int(x) for x in keys[0] if x >= 0]
         if not keys:
             return []
         columns = REFERENCE_META_COLUMNS + (["image"] if with_images else [])
         where = self._where(f"key IN ({', '.join(str(x) for x in keys)})")
-        rows = {r["key"]: r for r in self.store.references.search().where(where).select(columns).limit(None).to_list()}
+        rows = {r["key"]: r for r in self._live(self.store.references.search().where(where).select(columns).limit(None).to_list())}
         out = []
         for score, key in zip(scores[0], keys):
             if key in rows:

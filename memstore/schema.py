@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .validation import clean_description, clean_era, clean_name, clean_tags
+from .validation import clean_description, clean_era, clean_name, clean_tags, clean_text
 
 Kind = Literal["character", "location", "prop", "style"]
 Source = Literal["registered", "harvested"]
@@ -43,6 +43,11 @@ class Rights(BaseModel):
     license: Optional[str] = None
     consent: Optional[bool] = None  # None: not recorded
     expires: Optional[datetime] = None
+
+    @field_validator("owner", "license")
+    @classmethod
+    def _text(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else clean_text(value, "rights field")
 
     def problem(self, at: datetime | None = None) -> str | None:
         """Why generation should refuse this entity, or None when it may be used."""

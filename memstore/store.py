@@ -17,7 +17,7 @@ from typing import Any, Iterator, Optional
 
 import pyarrow as pa
 
-from .errors import EmbedderMismatchError, NotAStoreError, StoreError
+from .errors import EmbedderMismatchError, InvalidInputError, NotAStoreError, StoreError
 from .schema import CONFIG_SCHEMA, ENTITY_SCHEMA, SHOT_SCHEMA, TOKEN_SCHEMA, reference_schema, vector_field
 from .validation import clean_library, sql_str
 
@@ -72,6 +72,7 @@ class Store:
             existing = set(store._table_names())
             if "config" not in existing:
                 store.db.create_table("config", schema=CONFIG_SCHEMA)
+            if store.get_config("format") is None:  # also when a crash came between these two steps
                 store._set_config("format", {"version": FORMAT_VERSION})
             if "entities" not in existing:
                 store.db.create_table("entities", schema=ENTITY_SCHEMA)
@@ -253,6 +254,10 @@ class Store:
         """The FAISS index of one library's vector column, brought in step with the table."""
         from .index import VectorIndex
 
+        if column not in self.vector_columns():
+            raise InvalidInputError(
+                f"no vector column {column!r} in this store; known columns: {sorted(self.vector_columns())}"
+            )
         key = (library, column)
         if key not in self._indexes:
             factory = self.library_config(library).get("index_factory", "auto")

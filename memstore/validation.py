@@ -21,6 +21,14 @@ _ERA_RE = re.compile(r"^[\w][\w .:+-]{0,63}$", re.UNICODE)
 _TAG_RE = re.compile(r"^[\w][\w .:+/-]{0,63}$", re.UNICODE)
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # lone surrogates: no table or filter can hold them
+        return False
+
+
 def _has_control(text: str) -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text)
 
@@ -41,6 +49,17 @@ def clean_name(name: object, what: str = "name") -> str:
     if text in (".", ".."):
         raise InvalidNameError(f"{what} {text!r} is reserved; choose another")
     return text
+
+
+def clean_text(value: object, what: str, max_length: int = MAX_NAME_LENGTH) -> str:
+    """A short free-text field (rights owner, license, story id): a valid, printable string."""
+    if not isinstance(value, str):
+        raise InvalidNameError(f"{what} must be a string, got {type(value).__name__}")
+    if len(value) > max_length:
+        raise InvalidNameError(f"{what} has {len(value)} characters, at most {max_length} are allowed")
+    if not _is_utf8(value) or _has_control(value):
+        raise InvalidNameError(f"{what} {value!r} contains control, invisible or invalid characters; remove them")
+    return value
 
 
 def name_key(name: str) -> str:
@@ -88,6 +107,8 @@ def clean_description(text: object) -> str:
         return ""
     if not isinstance(text, str):
         raise InvalidNameError(f"description must be a string, got {type(text).__name__}")
+    if not _is_utf8(text):
+        raise InvalidNameError("description is not valid Unicode (a lone surrogate); give valid text")
     if len(text) > MAX_DESCRIPTION_LENGTH:
         raise InvalidNameError(
             f"description has {len(text)} characters, at most {MAX_DESCRIPTION_LENGTH} are allowed"
@@ -102,6 +123,8 @@ def sql_str(value: str) -> str:
         raise FilterError(f"filter value must be a string, got {type(value).__name__}")
     if "\x00" in value:
         raise FilterError("filter value contains a NUL byte")
+    if not _is_utf8(value):
+        raise FilterError(f"filter value {value!r} is not valid Unicode (a lone surrogate); give valid text")
     return "'" + value.replace("'", "''") + "'"
 
 

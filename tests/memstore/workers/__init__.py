@@ -1,0 +1,1 @@
+"""Subprocess entry points for the concurrency and crash-safety tests (run with python -m)."""

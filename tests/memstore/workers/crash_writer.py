@@ -1,0 +1,48 @@
+"""Crash worker: ``python -m tests.memstore.workers.crash_writer DB SEED``. Loops writes until it
+is killed: batch registrations, removals, FAISS index syncs and repairs. It prints one line per
+write that returned (``C <ids>`` committed, ``R <id>`` removed) so the test knows what must survive.
+Each entity records the sha256 of its images in ``attributes['base']``: completeness is checkable.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+from memstore.store import Store
+
+from .common import sha, tiny_png
+
+
+def main(argv: list[str]) -> int:
+    db, seed = argv[0], int(argv[1])
+    rng = random.Random(seed)
+    store = Store.open(db, create=True)
+    lib = store.library("default")
+    print("ready", flush=True)
+    i = 0
+    while True:
+        i += 1
+        r = rng.random()
+        if r < 0.7:
+            prepared = []
+            for j in range(rng.randint(1, 3)):
+                images = [tiny_png(rng) for _ in range(rng.randint(1, 3))]
+                prepared.append(lib.prepare(f"p{os.getpid()}-{seed}-{i}-{j}", "prop", images=images,
+                                            attributes={"base": [sha(b) for b in images]}))
+            done = lib.commit(prepared)
+            print("C " + " ".join(e.id for e in done), flush=True)
+        elif r < 0.82:
+            ids = store.entities.to_lance().to_table(columns=["id"]).column("id").to_pylist()
+            if ids:
+                victim = rng.choice(ids)
+                lib.remove(victim)
+                print(f"R {victim}", flush=True)
+        elif r < 0.95:
+            store.index(lib.name, "color_histogram_rgb8")
+        else:
+            store.repair()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
