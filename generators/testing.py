@@ -162,8 +162,7 @@ def tiny_sd_pipeline(seed: int = 0):
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(**tiny_sd_components(seed), requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return _ready(pipe)
 
 
 def tiny_clip_image_encoder(seed: int = 0, image_size: int = 32, projection_dim: int = 16):
@@ -264,14 +263,14 @@ def tiny_wan_vae(seed: int = 0):
                             temperal_downsample=[False, True, True])
 
 
-def tiny_umt5(seed: int = 0):
+def tiny_umt5(seed: int = 0):  # dropout_rate 0: deterministic even if someone trains it
     import torch
     from transformers import UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(seed)
     return UMT5EncoderModel(UMT5Config(vocab_size=200, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
                                        relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1,
-                                       decoder_start_token_id=0))
+                                       decoder_start_token_id=0, dropout_rate=0.0)).eval()
 
 
 def tiny_wan_transformer(in_channels: int, seed: int = 0, vace: bool = False):
@@ -297,8 +296,7 @@ def tiny_wan_i2v_pipeline(seed: int = 0):
         tokenizer=tiny_t5_tokenizer(), text_encoder=tiny_umt5(seed), vae=tiny_wan_vae(seed),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0), transformer=tiny_wan_transformer(36, seed),
     )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return _ready(pipe)
 
 
 def tiny_wan_vace_pipeline(seed: int = 0):
@@ -308,6 +306,16 @@ def tiny_wan_vace_pipeline(seed: int = 0):
         tokenizer=tiny_t5_tokenizer(), text_encoder=tiny_umt5(seed), vae=tiny_wan_vae(seed),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0), transformer=tiny_wan_transformer(16, seed, vace=True),
     )
+    return _ready(pipe)
+
+
+def _ready(pipe: Any) -> Any:
+    """Eval mode (models built from configs start in training mode: dropout would make runs differ)."""
+    import torch
+
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
