@@ -213,10 +213,10 @@ class Store:
         return sorted(set(names) | set(configured))
 
     # --- vector columns -----------------------------------------------------------------------
-    def vector_columns(self) -> dict[str, dict[str, str]]:
+    def vector_columns(self, schema: Optional[pa.Schema] = None) -> dict[str, dict[str, str]]:
         """Column name -> its embedder metadata (embedder, spec, dim)."""
         out = {}
-        for f in self.references.schema:
+        for f in schema if schema is not None else self.references.schema:
             if f.metadata and b"embedder" in f.metadata:
                 out[f.name] = {k.decode(): v.decode() for k, v in f.metadata.items()}
         return out
@@ -225,7 +225,9 @@ class Store:
         """Add the embedder's column if missing (unless ``create`` is False: then only check);
         refuse when it exists for another embedder."""
         column = embedder.column_name
-        existing = self.vector_columns().get(column)
+        # One read of the schema for both checks: another process may add the column in between.
+        schema = self.references.schema
+        existing = self.vector_columns(schema).get(column)
         if existing is not None:
             if existing["spec"] != embedder.spec or int(existing["dim"]) != embedder.ndims:
                 raise EmbedderMismatchError(
@@ -233,11 +235,13 @@ class Store:
                     f" embedder is {embedder.spec} ({embedder.ndims}-d); configure another column name or reindex"
                 )
             return column
-        if column in self.references.schema.names:
+        if column in schema.names:
             raise EmbedderMismatchError(f"column {column!r} exists and is not a vector column; choose another name")
         if not create:
             return column
         with self.write_lock():
+            if column in self.references.schema.names:  # added by another writer since the check
+                return self.ensure_vector_column(embedder, create=False)
             field = vector_field(column, embedder.ndims, embedder.type_name, embedder.spec)
             self.references.add_columns(field)
         return column
