@@ -52,6 +52,8 @@ class Rights(BaseModel):
     def problem(self, at: datetime | None = None) -> str | None:
         """Why generation should refuse this entity, or None when it may be used."""
         at = at or now()
+        if at.tzinfo is None:  # a naive time is UTC, like the store's timestamps
+            at = at.replace(tzinfo=timezone.utc)
         if self.consent is False:
             return "consent is 'no'"
         if self.expires is not None:
