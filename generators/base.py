@@ -250,7 +250,8 @@ def face_crop(ref: "Reference", image: Optional["Image.Image"] = None, *, margin
         ch = min(h, w / aspect)
         cw = ch * aspect
         cx, cy = w / 2, h / 2
-    cw, ch = min(cw, w), min(ch, h)
+    shrink = min(1.0, w / cw, h / ch)  # keep the aspect when the box would leave the image
+    cw, ch = cw * shrink, ch * shrink
     left = min(max(0.0, cx - cw / 2), w - cw)
     top = min(max(0.0, cy - ch / 2), h - ch)
     return image.crop((int(left), int(top), int(round(left + cw)), int(round(top + ch))))

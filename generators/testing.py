@@ -17,6 +17,11 @@ import numpy as np
 from memstore.schema import Entity, Reference
 from retrieval.query import Hit, RetrievalResult, ShotQuery
 
+def mean_abs(a: Any, b: Any) -> float:
+    """Mean absolute difference of two frame stacks, in uint8 levels."""
+    return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).mean())
+
+
 # --- in-memory blueprints ----------------------------------------------------------------------
 
 def png_bytes(array: np.ndarray) -> bytes:
