@@ -4,9 +4,10 @@ story runner can write it into the shot's provenance.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from memstore.errors import ConsentError, InvalidInputError
 from memstore.schema import Entity, now
@@ -35,7 +36,7 @@ class ConsentOverride:
         }
 
 
-def _utc(at: Optional[datetime]) -> datetime:
+def _utc(at: datetime | None) -> datetime:
     if at is None:
         return now()
     if not isinstance(at, datetime):
@@ -53,7 +54,7 @@ def _entity_of(item: Any) -> Entity:
     raise InvalidInputError(f"check_rights takes entities or hits, got {type(item).__name__}")
 
 
-def rights_problem(entity: Entity, *, require_consent: bool = False, at: Optional[datetime] = None) -> Optional[str]:
+def rights_problem(entity: Entity, *, require_consent: bool = False, at: datetime | None = None) -> str | None:
     """Why ``entity`` may not be used at ``at`` (None when it may)."""
     problem = entity.rights.problem(_utc(at))
     if problem is None and require_consent and entity.rights.consent is None:
@@ -82,7 +83,7 @@ def check_rights(
     *,
     overrides: Iterable[str] | str = (),
     require_consent: bool = False,
-    at: Optional[datetime] = None,
+    at: datetime | None = None,
 ) -> list[ConsentOverride]:
     """Check every entity (or hit's entity) once; raise :class:`ConsentError` naming each refused
     entity that was not overridden, else return the overrides that were used, in input order.

@@ -159,6 +159,12 @@ def import_library(store: Any, path: str | os.PathLike, library: Optional[str] =
                     cols.append(pa.nulls(table.num_rows, field.type))
             return pa.Table.from_arrays(cols, schema=schema)
 
+        # None of these entities exists here, so rows pointing at them are orphans of an import
+        # that a crash interrupted: drop them, or importing again would duplicate them.
+        for start in range(0, len(ids), 500):
+            chunk = sql_in("entity_id", ids[start : start + 500])
+            store.references.delete(chunk)
+            store.tokens.delete(chunk)
         if refs.num_rows:
             store.references.add(conform(relabel(refs), store.references.schema))
         if toks.num_rows:

@@ -94,3 +94,26 @@ def test_kill_minus_nine_during_store_creation(tmp_path):
     for folder in folders:
         Store.init(folder)  # finishes whatever the kill interrupted
         Store.open(folder).library().register("x", "prop")
+
+
+def test_import_interrupted_before_its_entity_rows_can_be_run_again(library, tmp_path):
+    """A kill during import leaves the archive's references without entities; importing again
+    must not duplicate them (same ids) and the result must equal a clean import."""
+    from memstore.archive import import_library, read_archive
+
+    rng = random.Random(3)
+    library.register("Aria", "character", images=[tiny_png(rng), tiny_png(rng)])
+    library.register("Bram", "character", images=[tiny_png(rng)])
+    path = tmp_path / "lib.zip"
+    library.export(path)
+    target = Store.init(tmp_path / "target")
+    _, tables = read_archive(path)
+    from memstore.embedders import get_embedder
+
+    target.ensure_vector_column(get_embedder("color-histogram"))
+    target.references.add(tables["references"])  # the state a kill after the first append leaves
+    import_library(target, path)
+    refs = target.references.to_lance().to_table(columns=["id"]).column("id").to_pylist()
+    assert sorted(refs) == sorted(tables["references"].column("id").to_pylist())
+    hits = target.library().search(np.ones(512, np.float32), k=10)
+    assert len(hits) == 3 == len({ref.id for _, ref in hits})

@@ -16,13 +16,19 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from memstore.errors import ContinuityError, EntityNotFoundError, ImageError, ImageTooLargeError, EmptyImageError
+from memstore.errors import (
+    ContinuityError,
+    EmptyImageError,
+    EntityNotFoundError,
+    ImageError,
+    ImageTooLargeError,
+)
 from memstore.store import Store
 from memstore.validation import KINDS, name_key
 from tests.conftest import solid
 
 # The benchmark raises the example counts and reads back how many cases ran.
-EXAMPLES = int(os.environ.get("CONTINUITY_FUZZ_EXAMPLES", 60))
+EXAMPLES = int(os.environ.get("CONTINUITY_FUZZ_EXAMPLES", "60"))
 CASES = {"count": 0}
 
 

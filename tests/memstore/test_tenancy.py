@@ -42,7 +42,7 @@ def all_refs(store: Store) -> list[dict]:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_reads_never_cross_libraries(tmp_path, seed):
-    store, truth, rng = build(tmp_path, seed)
+    store, truth, _ = build(tmp_path, seed)
     refs = all_refs(store)
     every_entity_id = [i for names in truth.values() for i in names.values()]
     every_ref_id = [r["id"] for r in refs]

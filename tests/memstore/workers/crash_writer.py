@@ -39,7 +39,8 @@ def main(argv: list[str]) -> int:
                 lib.remove(victim)
                 print(f"R {victim}", flush=True)
         elif r < 0.95:
-            store.index(lib.name, "color_histogram_rgb8")
+            if "color_histogram_rgb8" in store.vector_columns():  # made by the first registration
+                store.index(lib.name, "color_histogram_rgb8")
         else:
             store.repair()
 
