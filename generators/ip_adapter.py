@@ -264,9 +264,10 @@ class IPAdapterGenerator(GeneratorAdapter):
         )
 
     def _scale_for(self, hit: Any) -> float:
+        scales = {k.casefold(): float(v) for k, v in self.scales.items()}  # the dict may be replaced later
         for name in hit.entity.names:
-            if name.casefold() in self.scales:
-                return self.scales[name.casefold()]
+            if name.casefold() in scales:
+                return scales[name.casefold()]
         return self.scale
 
     # --- generate -------------------------------------------------------------------------------
