@@ -137,9 +137,16 @@ def check_mixed(db: Path, result: dict) -> dict:
     orphans = [r["id"] for r in refs if r["entity_id"] not in by_id]
     lost_names = [n for n in {f"shared-{j}" for j in range(20)} | {f"race-{j}" for j in range(100)}
                   if n in wins and wins[n] != 1]
+    # The FAISS index files, saved by several processes, must load into an index of the table's keys.
+    from memstore.store import Store
+
+    fresh = Store.open(db)
+    table_keys = {r["key"] for r in refs if r.get(COLUMN) is not None}
+    index_keys = set(fresh.index("default", COLUMN).keys.tolist()) if COLUMN in fresh.vector_columns() else set()
     return {
         "entities": len(ents),
         "references": len(refs),
+        "index_mismatch": len(index_keys ^ table_keys),
         "lost": len(lost),
         "incomplete": len(incomplete),
         "resurrected": len(resurrected),
@@ -150,6 +157,7 @@ def check_mixed(db: Path, result: dict) -> dict:
         "torn": len(torn_references(refs)),
         "names_won_twice": len(lost_names),
         "reader_violations": len((result.get("reader") or {}).get("violations", [])),
+        "search_foreign": sum(log.get("search_foreign", 0) for log in result["logs"]),
     }
 
 

@@ -14,6 +14,8 @@ import random
 import sys
 import time
 
+import numpy as np
+
 from memstore.errors import DuplicateEntityError
 from memstore.store import Store
 
@@ -32,6 +34,12 @@ def mixed(lib, wid: int, ops: int, rng: random.Random) -> dict:
             ent = lib.register(f"w{wid}-{i}", "prop", images=images, attributes={"base": [sha(b) for b in images]})
             mine.append((ent.id, ent.name))
             log["registered"].append({"id": ent.id, "name": ent.name, "shas": [sha(b) for b in images]})
+        elif r < 0.8 and r >= 0.75:
+            # searches sync and save the FAISS index files from several processes at once
+            query = np.frombuffer(rng.randbytes(512), dtype=np.uint8).astype(np.float32) + 1
+            hits = lib.search(query, "color_histogram_rgb8", k=5)
+            log["searches"] = log.get("searches", 0) + 1
+            log["search_foreign"] = log.get("search_foreign", 0) + sum(1 for _, ref in hits if ref.library != lib.name)
         elif r < 0.8:
             ent_id, _ = rng.choice(mine)
             data = tiny_png(rng)
