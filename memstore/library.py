@@ -409,7 +409,12 @@ class Library:
                 ids = [item.entity.id for item in prepared]
                 self.store.references.delete(self._where(sql_in("entity_id", ids)))
                 raise
+            self._compact()
         return [item.entity for item in prepared]
+
+    def _compact(self) -> None:
+        for name in ("entities", "references"):
+            self.store.maybe_compact(name)
 
     def _ensure_columns(self, refs: Sequence[Reference]) -> None:
         needed = {c for r in refs for c in r.vectors}

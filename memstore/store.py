@@ -52,6 +52,7 @@ class Store:
         self._lock_depth = 0
         self._lock_file: Optional[Any] = None
         self._indexes: dict[tuple[str, str], Any] = {}
+        self._writes: dict[str, int] = {}
 
     # --- opening ------------------------------------------------------------------------------
     @classmethod
@@ -306,6 +307,25 @@ class Store:
                     delay *= 2
                     continue
                 raise
+
+    def maybe_compact(self, name: str, max_fragments: int = 64) -> bool:
+        """Compact a table once appends have split it into many small fragments.
+
+        Every write appends a fragment; scans open each one, so a store written one entity at a
+        time slows down linearly until compacted. Called by writers under the write lock."""
+        self._writes[name] = self._writes.get(name, 0) + 1
+        if self._writes[name] % 16:  # counting fragments costs a manifest read: look now and then
+            return False
+        table = self.table(name)
+        try:
+            fragments = len(table.to_lance().get_fragments())
+        except Exception:  # remote tables may not expose fragments; they compact server-side
+            return False
+        if fragments <= max_fragments:
+            return False
+        with self.write_lock():
+            self.retry(lambda: table.optimize())
+        return True
 
     def library(self, name: str = "default") -> "Any":
         from .library import Library
