@@ -93,6 +93,14 @@ class WanVACEGenerator(GeneratorAdapter):
         extra: dict[str, Any] = {"conditioning_scale": self.conditioning_scale}
         if refs:
             extra["reference_images"] = refs
+            # diffusers 0.42 pads VACE's mask with at most as many frames as the video has latent
+            # frames, so more references than latent frames fail; render long enough, then sample.
+            from ._diffusers import _valid_num_frames
+
+            temporal = getattr(self.pipeline, "vae_scale_factor_temporal", 4)
+            rendered = _valid_num_frames(self.pipeline, shot.num_frames)
+            if (rendered - 1) // temporal + 1 < len(refs):
+                extra["num_frames"] = temporal * (len(refs) - 1) + 1
         frames, facts = call_pipeline(
             self.pipeline, shot, seed, prompt=conditioning.prompt, negative_prompt=conditioning.negative_prompt,
             num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale, **extra,
