@@ -19,8 +19,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -28,8 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from generators import ShotSpec  # noqa: E402
-from generators import testing as T  # noqa: E402
+from generators import ShotSpec
+from generators import testing as T
 
 RESULTS = ROOT / "benchmarks" / "results" / "adapters.json"
 
@@ -101,8 +102,8 @@ def main() -> int:
         for name in names:
             gen, shot, notes = build(name, Path(tmpdir))
             result = T.sample_result(shot.prompt, memory=5 if name == "wan-m2v" else 2)
-            prep_s, cond = timed(lambda: gen.prepare(shot, result), args.repeats)
-            gen_s, out = timed(lambda: gen.generate(shot, cond, 0), args.repeats)
+            prep_s, cond = timed(lambda g=gen, s=shot, r=result: g.prepare(s, r), args.repeats)
+            gen_s, out = timed(lambda g=gen, s=shot, c=cond: g.generate(s, c, 0), args.repeats)
             rows.append({
                 "adapter": name, "prepare_ms": round(prep_s * 1000, 3), "generate_ms": round(gen_s * 1000, 3),
                 "prepare_share": round(prep_s / (prep_s + gen_s), 4), "frames": int(out.frames.shape[0]),

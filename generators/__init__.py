@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Conditioning, ConditionedEntity, GeneratorAdapter, ShotOutput, ShotSpec
+from .base import ConditionedEntity, Conditioning, GeneratorAdapter, ShotOutput, ShotSpec
 from .mock import MockGenerator
 from .registry import get_generator, list_generators, register_generator
 
@@ -35,8 +35,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AnimaticGenerator",
-    "Conditioning",
     "ConditionedEntity",
+    "Conditioning",
     "FaceIDGenerator",
     "GeneratorAdapter",
     "HFImageEncoder",

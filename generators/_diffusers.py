@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -57,12 +57,13 @@ def size_multiple(pipeline: Any) -> int:
 
 
 def call_pipeline(pipeline: Any, shot: ShotSpec, seed: int, *, prompt: str, negative_prompt: str = "",
-                  num_inference_steps: int = 25, guidance_scale: Optional[float] = None,
+                  num_inference_steps: int = 25, guidance_scale: float | None = None,
                   **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """Run a diffusers pipeline for ``shot``; returns (uint8 T x H x W x 3 frames, facts for metadata)."""
     width, height = pipeline_size(shot, size_multiple(pipeline))
-    call: dict[str, Any] = dict(prompt=prompt, height=height, width=width, num_inference_steps=num_inference_steps,
-                                generator=torch_generator(pipeline, seed), output_type="np")
+    call: dict[str, Any] = {"prompt": prompt, "height": height, "width": width,
+                            "num_inference_steps": num_inference_steps,
+                            "generator": torch_generator(pipeline, seed), "output_type": "np"}
     if negative_prompt:
         call["negative_prompt"] = negative_prompt
     if guidance_scale is not None:
@@ -110,7 +111,7 @@ def load_pipeline(class_name: str, model_id_or_folder: str, *, allow_download: b
     try:
         return cls.from_pretrained(str(local) if local.exists() else model_id_or_folder,
                                    local_files_only=not allow_download, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as err:
+    except (OSError, ValueError) as err:
         raise MissingWeightsError(
             f"weights for {class_name} not found: looked at {looked}; download them where there is network "
             f"(huggingface-cli download {model_id_or_folder} --local-dir DIR) and pass DIR ({type(err).__name__})"

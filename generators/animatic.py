@@ -12,14 +12,14 @@ import colorsys
 import functools
 import textwrap
 import zlib
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .base import (
-    Conditioning,
     ConditionedEntity,
+    Conditioning,
     GeneratorAdapter,
     ShotOutput,
     ShotSpec,
@@ -201,7 +201,7 @@ class AnimaticGenerator(GeneratorAdapter):
         )
 
     # --- generate: compose and pan ---------------------------------------------------------------
-    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: Optional[int] = None) -> ShotOutput:
+    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         seed = shot.seed if seed is None else int(seed)
         rng = np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(conditioning.prompt.encode())])
         # The scene is drawn larger than the frame so the pan never shows an edge.

@@ -8,8 +8,9 @@ pixels exist. This module imports no torch.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,9 +40,9 @@ class ShotSpec:
     height: int = 288
     fps: float = 12
     seed: int = 0
-    shot_index: Optional[int] = None
-    story_id: Optional[str] = None
-    regions: Optional[Mapping[str, Box]] = None
+    shot_index: int | None = None
+    story_id: str | None = None
+    regions: Mapping[str, Box] | None = None
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -63,7 +64,7 @@ class ConditionedEntity:
     kind: str
     reference_ids: tuple[str, ...] = ()
     scale: float = 1.0
-    region: Optional[Box] = None
+    region: Box | None = None
     description: str = ""
 
 
@@ -83,7 +84,7 @@ class Conditioning:
     entities: list[ConditionedEntity] = field(default_factory=list)
     tensors: dict[str, Any] = field(default_factory=dict)
     scales: dict[str, float] = field(default_factory=dict)
-    masks: Optional[np.ndarray] = None
+    masks: np.ndarray | None = None
     memory_ids: list[str] = field(default_factory=list)
     images: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
@@ -141,14 +142,14 @@ class GeneratorAdapter(abc.ABC):
         return self.name
 
     @abc.abstractmethod
-    def prepare(self, shot: ShotSpec, result: "RetrievalResult") -> Conditioning:
+    def prepare(self, shot: ShotSpec, result: RetrievalResult) -> Conditioning:
         """Choose and encode the references of ``result`` for ``shot``. No sampling happens here."""
 
     @abc.abstractmethod
-    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: Optional[int] = None) -> ShotOutput:
+    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         """Run the backbone with prepared conditioning; same inputs and seed give the same frames."""
 
-    def run(self, shot: ShotSpec, result: "RetrievalResult", seed: Optional[int] = None) -> ShotOutput:
+    def run(self, shot: ShotSpec, result: RetrievalResult, seed: int | None = None) -> ShotOutput:
         return self.generate(shot, self.prepare(shot, result), shot.seed if seed is None else seed)
 
     def metadata(self, shot: ShotSpec, conditioning: Conditioning, seed: int, **extra: Any) -> dict[str, Any]:
@@ -181,12 +182,12 @@ def check_box(box: Sequence[float], what: str = "box") -> Box:
     return (x0, y0, x1, y1)
 
 
-def ordered_characters(result: "RetrievalResult") -> list["Hit"]:
+def ordered_characters(result: RetrievalResult) -> list[Hit]:
     """Characters in cast order: the query's explicit cast first (in its order), then by rank."""
     chars = list(result.characters)
     cast = [c.casefold() for c in (result.query.cast or ())]
 
-    def key(item: tuple[int, "Hit"]) -> tuple[int, int]:
+    def key(item: tuple[int, Hit]) -> tuple[int, int]:
         rank, hit = item
         names = [n.casefold() for n in hit.entity.names]
         pos = min((cast.index(n) for n in names if n in cast), default=len(cast))
@@ -205,7 +206,7 @@ def auto_regions(count: int, *, overlap: float = 0.0) -> list[Box]:
     ]
 
 
-def regions_for(shot: ShotSpec, hits: Sequence["Hit"]) -> list[Box]:
+def regions_for(shot: ShotSpec, hits: Sequence[Hit]) -> list[Box]:
     """The shot's region per hit (matched by name or alias), else the automatic left-to-right layout."""
     auto = auto_regions(len(hits))
     given = {k.casefold(): check_box(v, f"region of {k!r}") for k, v in (shot.regions or {}).items()}
@@ -220,11 +221,11 @@ def region_masks(boxes: Sequence[Box], width: int, height: int) -> np.ndarray:
     """Binary (N, H, W) float32 masks of normalized boxes."""
     masks = np.zeros((len(boxes), height, width), dtype=np.float32)
     for i, (x0, y0, x1, y1) in enumerate(boxes):
-        masks[i, int(round(y0 * height)):int(round(y1 * height)), int(round(x0 * width)):int(round(x1 * width))] = 1.0
+        masks[i, round(y0 * height):round(y1 * height), round(x0 * width):round(x1 * width)] = 1.0
     return masks
 
 
-def reference_image(ref: "Reference") -> "Image.Image":
+def reference_image(ref: Reference) -> Image.Image:
     """Decode a reference's stored bytes; a clear error when it was read without its image."""
     if ref.image is None:
         raise InvalidInputError(
@@ -233,8 +234,8 @@ def reference_image(ref: "Reference") -> "Image.Image":
     return ref.pil()
 
 
-def face_crop(ref: "Reference", image: Optional["Image.Image"] = None, *, margin: float = 0.6,
-              aspect: float = 0.75) -> "Image.Image":
+def face_crop(ref: Reference, image: Image.Image | None = None, *, margin: float = 0.6,
+              aspect: float = 0.75) -> Image.Image:
     """The face region of a reference (box grown by ``margin``, at ``aspect`` w/h), else a centred crop."""
     image = image if image is not None else reference_image(ref)
     w, h = image.size
@@ -254,7 +255,7 @@ def face_crop(ref: "Reference", image: Optional["Image.Image"] = None, *, margin
     cw, ch = cw * shrink, ch * shrink
     left = min(max(0.0, cx - cw / 2), w - cw)
     top = min(max(0.0, cy - ch / 2), h - ch)
-    return image.crop((int(left), int(top), int(round(left + cw)), int(round(top + ch))))
+    return image.crop((int(left), int(top), round(left + cw), round(top + ch)))
 
 
 def to_uint8_frames(frames: Any) -> np.ndarray:

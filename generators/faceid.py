@@ -9,7 +9,8 @@ Real FaceID checkpoints also carry LoRA weights for the UNet; diffusers applies 
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class StoredFaceVectors:
             vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
         return vec
 
-    def negative(self) -> Optional[np.ndarray]:
+    def negative(self) -> np.ndarray | None:
         return None  # zeros, as in diffusers' FaceID examples
 
 
@@ -68,7 +69,7 @@ class FaceIDGenerator(IPAdapterGenerator):
     @classmethod
     def from_pretrained(cls, model_id_or_folder: str, adapter: str, *, pipeline_class: str = "StableDiffusionPipeline",
                         weight_name: str = "ip-adapter-faceid_sd15.bin", subfolder: str = "",
-                        allow_download: bool = False, **kwargs: Any) -> "FaceIDGenerator":
+                        allow_download: bool = False, **kwargs: Any) -> FaceIDGenerator:
         from ._diffusers import load_pipeline
 
         pipe = load_pipeline(pipeline_class, model_id_or_folder, allow_download=allow_download)

@@ -9,16 +9,17 @@ a left-to-right layout, applied through diffusers' ``IPAdapterMaskProcessor`` an
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
 from memstore.errors import InvalidInputError, MissingWeightsError
 
 from .base import (
-    Conditioning,
     ConditionedEntity,
+    Conditioning,
     GeneratorAdapter,
     ShotOutput,
     ShotSpec,
@@ -40,7 +41,7 @@ class HFImageEncoder:
     """
 
     def __init__(self, model: Any, processor: Any = None, *, layer: str = "image_embeds",
-                 model_path: Optional[str] = None, batch_size: int = 16):
+                 model_path: str | None = None, batch_size: int = 16):
         require_diffusers()
         if layer not in LAYERS:
             raise InvalidInputError(f"layer must be one of {LAYERS}, got {layer!r}")
@@ -61,11 +62,11 @@ class HFImageEncoder:
                 digest.update(tensor.detach().cpu().float().numpy().tobytes()[:4096])
             name = "in-memory-" + digest.hexdigest()[:12]
         self.spec = f"hf-clip-vision:{name}:{layer}"
-        self._negative: Optional[np.ndarray] = None
+        self._negative: np.ndarray | None = None
 
     @classmethod
-    def from_pretrained(cls, folder: str, *, layer: str = "image_embeds", subfolder: Optional[str] = None,
-                        **kwargs: Any) -> "HFImageEncoder":
+    def from_pretrained(cls, folder: str, *, layer: str = "image_embeds", subfolder: str | None = None,
+                        **kwargs: Any) -> HFImageEncoder:
         require_diffusers()
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
@@ -122,7 +123,7 @@ def ip_adapter_loaded(pipeline: Any) -> bool:
     return getattr(getattr(unet, "config", None), "encoder_hid_dim_type", None) == "ip_image_proj"
 
 
-def load_adapter(pipeline: Any, adapter: Any, *, subfolder: str = "", weight_name: Optional[str] = None) -> None:
+def load_adapter(pipeline: Any, adapter: Any, *, subfolder: str = "", weight_name: str | None = None) -> None:
     """``pipeline.load_ip_adapter`` from a folder (or file) or a state dict; no image encoder is loaded."""
     if isinstance(adapter, Mapping):
         pipeline.load_ip_adapter(dict(adapter), subfolder=subfolder, weight_name=weight_name or "",
@@ -153,10 +154,10 @@ class IPAdapterGenerator(GeneratorAdapter):
     name = "ip-adapter"
 
     def __init__(self, pipeline: Any = None, *, encoder: Any = None, token_cache: Any = None, adapter: Any = None,
-                 subfolder: str = "", weight_name: Optional[str] = None, scale: float = 0.6,
-                 scales: Optional[Mapping[str, float]] = None, include_location: bool = False,
-                 max_entities: int = 4, use_masks: Optional[bool] = None, num_inference_steps: int = 25,
-                 guidance_scale: Optional[float] = None, model_id: Optional[str] = None):
+                 subfolder: str = "", weight_name: str | None = None, scale: float = 0.6,
+                 scales: Mapping[str, float] | None = None, include_location: bool = False,
+                 max_entities: int = 4, use_masks: bool | None = None, num_inference_steps: int = 25,
+                 guidance_scale: float | None = None, model_id: str | None = None):
         if pipeline is None:
             raise InvalidInputError(
                 f"{self.name} needs a diffusers pipeline with IPAdapterMixin; got none "
@@ -187,10 +188,10 @@ class IPAdapterGenerator(GeneratorAdapter):
             raise InvalidInputError("ip-adapter needs an image encoder (encoder=HFImageEncoder(...)); got none")
 
     @classmethod
-    def from_pretrained(cls, model_id_or_folder: str, adapter: str, *, image_encoder: Optional[str] = None,
+    def from_pretrained(cls, model_id_or_folder: str, adapter: str, *, image_encoder: str | None = None,
                         pipeline_class: str = "StableDiffusionPipeline", layer: str = "image_embeds",
-                        weight_name: Optional[str] = None, subfolder: str = "", allow_download: bool = False,
-                        **kwargs: Any) -> "IPAdapterGenerator":
+                        weight_name: str | None = None, subfolder: str = "", allow_download: bool = False,
+                        **kwargs: Any) -> IPAdapterGenerator:
         """Build the pipeline, load the adapter, and the CLIP image encoder from ``image_encoder``
         (default: ``<adapter>/image_encoder`` or ``<adapter>/models/image_encoder`` as in h94/IP-Adapter)."""
         from ._diffusers import load_pipeline
@@ -281,7 +282,6 @@ class IPAdapterGenerator(GeneratorAdapter):
 
     def _pipeline_kwargs(self, conditioning: Conditioning) -> dict[str, Any]:
         import torch
-
         from diffusers.image_processor import IPAdapterMaskProcessor
 
         pos = conditioning.tensors.get("image_embeds")
@@ -314,7 +314,7 @@ class IPAdapterGenerator(GeneratorAdapter):
             self.pipeline.set_ip_adapter_scale(float(np.mean(scales)))
         return kwargs
 
-    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: Optional[int] = None) -> ShotOutput:
+    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         from ._diffusers import call_pipeline
 
         seed = shot.seed if seed is None else int(seed)

@@ -1,11 +1,12 @@
 """MockGenerator: the test double. ``fn(shot, conditioning, seed) -> frames`` decides the pixels."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from .base import Conditioning, ConditionedEntity, GeneratorAdapter, ShotOutput, ShotSpec, to_uint8_frames
+from .base import ConditionedEntity, Conditioning, GeneratorAdapter, ShotOutput, ShotSpec, to_uint8_frames
 
 FramesFn = Callable[[ShotSpec, Conditioning, int], Any]
 
@@ -23,7 +24,7 @@ class MockGenerator(GeneratorAdapter):
 
     name = "mock"
 
-    def __init__(self, fn: Optional[FramesFn] = None, *, model_id: str = "mock"):
+    def __init__(self, fn: FramesFn | None = None, *, model_id: str = "mock"):
         self.fn = fn or _default_fn
         self._model_id = model_id
         self.calls: list[tuple[ShotSpec, Conditioning, int]] = []
@@ -40,7 +41,7 @@ class MockGenerator(GeneratorAdapter):
         return Conditioning(self.name, shot.prompt, shot.negative_prompt, entities=entities,
                             memory_ids=[r.id for r in result.memory])
 
-    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: Optional[int] = None) -> ShotOutput:
+    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         seed = shot.seed if seed is None else seed
         self.calls.append((shot, conditioning, seed))
         frames = to_uint8_frames(self.fn(shot, conditioning, seed))

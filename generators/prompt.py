@@ -8,18 +8,19 @@ dropped from the lowest-ranked entity up, and the user's own prompt is never cut
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from memstore.errors import InvalidInputError
 
-from .base import Conditioning, ConditionedEntity, GeneratorAdapter, ShotOutput, ShotSpec, require_diffusers
+from .base import ConditionedEntity, Conditioning, GeneratorAdapter, ShotOutput, ShotSpec, require_diffusers
 from .registry import register_generator
 
 # About 4 characters per CLIP BPE token in English: 77 tokens minus BOS/EOS is ~300 characters.
 CLIP_CHAR_BUDGET = 300
 
 
-def _mention(prompt: str, names: Sequence[str]) -> Optional[re.Match[str]]:
+def _mention(prompt: str, names: Sequence[str]) -> re.Match[str] | None:
     """First whole-word mention of any of ``names`` (possessive included), case-insensitive."""
     best = None
     for name in names:
@@ -65,7 +66,7 @@ def _compose(prompt: str, items: Sequence[tuple[Sequence[str], str, str, str]]) 
 
 
 def enrich_prompt(prompt: str, hits: Sequence[Any], *, char_budget: int = CLIP_CHAR_BUDGET,
-                  token_count: Optional[Callable[[str], int]] = None, max_tokens: Optional[int] = None) -> str:
+                  token_count: Callable[[str], int] | None = None, max_tokens: int | None = None) -> str:
     """The prompt with each hit's description after its first mention (or appended), within budget.
 
     ``char_budget`` bounds characters; with ``token_count`` and ``max_tokens`` the real tokenizer
@@ -103,9 +104,9 @@ class PromptGenerator(GeneratorAdapter):
 
     name = "prompt"
 
-    def __init__(self, pipeline: Any = None, *, char_budget: int = CLIP_CHAR_BUDGET, max_tokens: Optional[int] = None,
-                 num_inference_steps: int = 25, guidance_scale: Optional[float] = None, kinds: Sequence[str] = (
-                     "character", "location", "prop", "style"), model_id: Optional[str] = None):
+    def __init__(self, pipeline: Any = None, *, char_budget: int = CLIP_CHAR_BUDGET, max_tokens: int | None = None,
+                 num_inference_steps: int = 25, guidance_scale: float | None = None, kinds: Sequence[str] = (
+                     "character", "location", "prop", "style"), model_id: str | None = None):
         self.pipeline = pipeline
         self.char_budget = int(char_budget)
         self.max_tokens = max_tokens
@@ -116,7 +117,7 @@ class PromptGenerator(GeneratorAdapter):
 
     @classmethod
     def from_pretrained(cls, model_id_or_folder: str, *, pipeline_class: str = "DiffusionPipeline",
-                        allow_download: bool = False, **kwargs: Any) -> "PromptGenerator":
+                        allow_download: bool = False, **kwargs: Any) -> PromptGenerator:
         from ._diffusers import load_pipeline
 
         pipe = load_pipeline(pipeline_class, model_id_or_folder, allow_download=allow_download)
@@ -130,7 +131,7 @@ class PromptGenerator(GeneratorAdapter):
 
         return model_id_of(self.pipeline, "prompt:unknown") if self.pipeline is not None else "prompt:none"
 
-    def _token_counter(self) -> tuple[Optional[Callable[[str], int]], Optional[int]]:
+    def _token_counter(self) -> tuple[Callable[[str], int] | None, int | None]:
         tok = getattr(self.pipeline, "tokenizer", None)
         if tok is None:
             return None, None
@@ -149,7 +150,7 @@ class PromptGenerator(GeneratorAdapter):
                             options={"original_prompt": shot.prompt, "char_budget": self.char_budget,
                                      "max_tokens": limit})
 
-    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: Optional[int] = None) -> ShotOutput:
+    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         if self.pipeline is None:
             raise InvalidInputError("prompt generator has no pipeline; pass PromptGenerator(pipeline) or use from_pretrained")
         require_diffusers()

@@ -6,7 +6,8 @@ imports torch; the module is imported only when that generator is asked for.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, TypeVar, Union
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from memstore.errors import InvalidInputError
 
@@ -21,7 +22,7 @@ _BUILTIN: dict[str, str] = {
     "wan-m2v": "generators.wan_m2v:WanM2VGenerator",
     "mock": "generators.mock:MockGenerator",
 }
-_REGISTRY: dict[str, Union[str, type, Callable[..., Any]]] = dict(_BUILTIN)
+_REGISTRY: dict[str, str | type | Callable[..., Any]] = dict(_BUILTIN)
 
 
 def _key(name: str) -> str:

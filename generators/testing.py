@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
 from memstore.schema import Entity, Reference
 from retrieval.query import Hit, RetrievalResult, ShotQuery
+
 
 def mean_abs(a: Any, b: Any) -> float:
     """Mean absolute difference of two frame stacks, in uint8 levels."""
@@ -32,9 +34,9 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def make_reference(entity: Entity, array: np.ndarray, *, face_box: Optional[Sequence[float]] = None,
-                   vectors: Optional[dict[str, np.ndarray]] = None, ref_id: Optional[str] = None,
-                   source: str = "registered", story: Optional[str] = None, shot: Optional[int] = None) -> Reference:
+def make_reference(entity: Entity, array: np.ndarray, *, face_box: Sequence[float] | None = None,
+                   vectors: dict[str, np.ndarray] | None = None, ref_id: str | None = None,
+                   source: str = "registered", story: str | None = None, shot: int | None = None) -> Reference:
     data = png_bytes(array)
     kwargs: dict[str, Any] = {}
     if ref_id:
@@ -74,8 +76,8 @@ def sample_result(prompt: str = "Aria and Bram argue in the harbor at dusk", *,
                       ("Aria", "a red-haired knight with a scar across her cheek", 1),
                       ("Bram", "a tall old fisherman in a yellow oilskin coat", 2),
                   ),
-                  location: Optional[tuple[str, str, int]] = ("Harbor", "a foggy stone harbor at dusk", 3),
-                  face_dim: int = 16, memory: int = 0, cast: Optional[Sequence[str]] = None,
+                  location: tuple[str, str, int] | None = ("Harbor", "a foggy stone harbor at dusk", 3),
+                  face_dim: int = 16, memory: int = 0, cast: Sequence[str] | None = None,
                   story_id: str = "story") -> RetrievalResult:
     """A RetrievalResult built without a store: one reference per entity, face vectors included."""
     hits = []
@@ -188,7 +190,7 @@ def _unet_cross_attn_hidden_sizes(unet: Any) -> list[int]:
     """Hidden size of each cross-attention processor, in the order diffusers numbers IP weights."""
     sizes = []
     blocks = list(unet.config.block_out_channels)
-    for name in unet.attn_processors.keys():
+    for name in unet.attn_processors:
         if name.endswith("attn1.processor") or "motion_modules" in name:
             continue
         if name.startswith("mid_block"):
@@ -283,9 +285,11 @@ def tiny_wan_transformer(in_channels: int, seed: int = 0, vace: bool = False):
     from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
 
     torch.manual_seed(seed)
-    common = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=in_channels,
-                  out_channels=16, text_dim=32, freq_dim=32, ffn_dim=32, cross_attn_norm=True,
-                  qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
+    common: dict[str, Any] = {
+        "patch_size": (1, 2, 2), "num_attention_heads": 2, "attention_head_dim": 12, "in_channels": in_channels,
+        "out_channels": 16, "text_dim": 32, "freq_dim": 32, "ffn_dim": 32, "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 32,
+    }
     if vace:
         return WanVACETransformer3DModel(num_layers=3, vace_layers=[0, 2], vace_in_channels=96, **common)
     return WanTransformer3DModel(num_layers=2, **common)

@@ -19,13 +19,22 @@ conditioning is the VAE encoding of an empty (mid-grey) clip with mask 0, i.e. t
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from memstore.errors import InvalidInputError
 
-from .base import Conditioning, ConditionedEntity, GeneratorAdapter, ShotOutput, ShotSpec, reference_image, require_diffusers
+from .base import (
+    ConditionedEntity,
+    Conditioning,
+    GeneratorAdapter,
+    ShotOutput,
+    ShotSpec,
+    reference_image,
+    require_diffusers,
+)
 from .registry import register_generator
 
 ROPE_MODES = ("negative", "sequential")
@@ -51,7 +60,6 @@ def memory_rope(transformer: Any, num_memory: int, mode: str = "negative", gap: 
         yield
         return
     import torch
-
     from diffusers.models.embeddings import get_1d_rotary_pos_embed
 
     rope = transformer.rope
@@ -90,7 +98,6 @@ def _make_pipeline_class() -> type:
         def encode_memory(self, images: Sequence[Any], height: int, width: int) -> Any:
             """Each keyframe alone through the VAE: one normalized latent frame each, (1, C, M, h, w)."""
             import torch
-
             from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
 
             vae = self.vae
@@ -106,7 +113,6 @@ def _make_pipeline_class() -> type:
         def _text_only_condition(self, batch: int, num_frames: int, height: int, width: int, device: Any) -> Any:
             """Video part of the condition without a first image: VAE(empty clip) with mask 0."""
             import torch
-
             from diffusers.pipelines.wan.pipeline_wan_i2v import retrieve_latents
 
             vae = self.vae
@@ -120,13 +126,13 @@ def _make_pipeline_class() -> type:
             return torch.cat([mask, lat], dim=1)
 
         @torch.no_grad()
-        def __call__(self, prompt: str, negative_prompt: Optional[str] = None, *,
-                     memory_images: Optional[Sequence[Any]] = None, image: Any = None, height: int = 480,
+        def __call__(self, prompt: str, negative_prompt: str | None = None, *,
+                     memory_images: Sequence[Any] | None = None, image: Any = None, height: int = 480,
                      width: int = 832, num_frames: int = 81, num_inference_steps: int = 40,
-                     guidance_scale: float = 5.0, guidance_scale_2: Optional[float] = None, generator: Any = None,
+                     guidance_scale: float = 5.0, guidance_scale_2: float | None = None, generator: Any = None,
                      output_type: str = "np", memory_rope_offset: str = "negative", memory_rope_gap: int = 0,
                      decode_memory: bool = True,
-                     max_sequence_length: int = 512, attention_kwargs: Optional[dict[str, Any]] = None,
+                     max_sequence_length: int = 512, attention_kwargs: dict[str, Any] | None = None,
                      return_dict: bool = True) -> Any:
             from diffusers.pipelines.wan.pipeline_output import WanPipelineOutput
 
@@ -243,7 +249,7 @@ def _make_pipeline_class() -> type:
     return WanMemoryToVideoPipeline
 
 
-_CLASS: Optional[type] = None
+_CLASS: type | None = None
 
 
 def __getattr__(name: str) -> Any:
@@ -269,9 +275,9 @@ class WanM2VGenerator(GeneratorAdapter):
     name = "wan-m2v"
 
     def __init__(self, pipeline: Any = None, *, max_memory: int = 10, memory_rope_offset: str = "negative",
-                 memory_rope_gap: int = 0, decode_memory: bool = True, first_frame: str = "none", lora: Optional[str] = None,
+                 memory_rope_gap: int = 0, decode_memory: bool = True, first_frame: str = "none", lora: str | None = None,
                  lora_scale: float = 1.0, num_inference_steps: int = 40, guidance_scale: float = 5.0,
-                 model_id: Optional[str] = None):
+                 model_id: str | None = None):
         if pipeline is None:
             raise InvalidInputError("wan-m2v needs a Wan image-to-video pipeline; got none (pass pipeline=... or use from_pretrained)")
         if memory_rope_offset not in ROPE_MODES:
@@ -296,14 +302,14 @@ class WanM2VGenerator(GeneratorAdapter):
 
     @classmethod
     def from_pretrained(cls, model_id_or_folder: str = "Wan-AI/Wan2.2-I2V-A14B-Diffusers", *,
-                        allow_download: bool = False, **kwargs: Any) -> "WanM2VGenerator":
+                        allow_download: bool = False, **kwargs: Any) -> WanM2VGenerator:
         from ._diffusers import load_pipeline
 
         pipe = load_pipeline("WanImageToVideoPipeline", model_id_or_folder, allow_download=allow_download)
         return cls(pipe, model_id=str(model_id_or_folder), **kwargs)
 
     def load_lora(self, path_or_state_dict: Any, *, adapter_name: str = "storymem", scale: float = 1.0,
-                  weight_name: Optional[str] = None) -> None:
+                  weight_name: str | None = None) -> None:
         """Load StoryMem's (or any) Wan LoRA through diffusers' ``load_lora_weights``."""
         kwargs: dict[str, Any] = {"adapter_name": adapter_name}
         if weight_name:
@@ -334,7 +340,7 @@ class WanM2VGenerator(GeneratorAdapter):
                                      "first_frame": self.first_frame,
                                      "decode_memory": self.decode_memory})
 
-    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: Optional[int] = None) -> ShotOutput:
+    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         from ._diffusers import call_pipeline
 
         seed = shot.seed if seed is None else int(seed)

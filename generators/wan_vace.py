@@ -6,13 +6,13 @@ per entity (characters in cast order, then the location when ``include_location`
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from memstore.errors import InvalidInputError
 
 from .base import (
-    Conditioning,
     ConditionedEntity,
+    Conditioning,
     GeneratorAdapter,
     ShotOutput,
     ShotSpec,
@@ -36,7 +36,7 @@ class WanVACEGenerator(GeneratorAdapter):
 
     def __init__(self, pipeline: Any = None, *, max_references: int = 3, include_location: bool = False,
                  crop_faces: bool = False, conditioning_scale: float = 1.0, num_inference_steps: int = 30,
-                 guidance_scale: Optional[float] = None, model_id: Optional[str] = None):
+                 guidance_scale: float | None = None, model_id: str | None = None):
         if pipeline is None:
             raise InvalidInputError("wan-vace needs a WanVACEPipeline; got none (pass pipeline=... or use from_pretrained)")
         require_diffusers()
@@ -51,7 +51,7 @@ class WanVACEGenerator(GeneratorAdapter):
 
     @classmethod
     def from_pretrained(cls, model_id_or_folder: str = "Wan-AI/Wan2.1-VACE-1.3B-diffusers", *,
-                        allow_download: bool = False, **kwargs: Any) -> "WanVACEGenerator":
+                        allow_download: bool = False, **kwargs: Any) -> WanVACEGenerator:
         from ._diffusers import load_pipeline
 
         pipe = load_pipeline("WanVACEPipeline", model_id_or_folder, allow_download=allow_download)
@@ -85,7 +85,7 @@ class WanVACEGenerator(GeneratorAdapter):
         return Conditioning(self.name, shot.prompt, shot.negative_prompt, entities=entities, images=images,
                             scales={"conditioning_scale": self.conditioning_scale})
 
-    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: Optional[int] = None) -> ShotOutput:
+    def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         from ._diffusers import call_pipeline
 
         seed = shot.seed if seed is None else int(seed)

@@ -109,8 +109,8 @@ def test_regions_default_left_to_right_and_honour_the_shot():
 
 
 def test_face_crop_uses_the_face_box():
-    from memstore.schema import Entity
     from generators.testing import make_reference, pattern
+    from memstore.schema import Entity
 
     ent = Entity(kind="character", name="Aria")
     ref = make_reference(ent, pattern(1, (200, 300)), face_box=[20, 20, 60, 60])

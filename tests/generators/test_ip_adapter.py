@@ -17,7 +17,12 @@ def setup(torch_threads, tmp_path_factory):
     """One tiny SD pipeline: frames before any adapter, then the adapter loaded from a saved folder."""
     from generators.ip_adapter import HFImageEncoder, IPAdapterGenerator
     from generators.prompt import PromptGenerator
-    from generators.testing import save_adapter, tiny_clip_image_encoder, tiny_ip_adapter_state_dict, tiny_sd_pipeline
+    from generators.testing import (
+        save_adapter,
+        tiny_clip_image_encoder,
+        tiny_ip_adapter_state_dict,
+        tiny_sd_pipeline,
+    )
 
     pipe = tiny_sd_pipeline()
     plain = PromptGenerator(pipe, num_inference_steps=2, kinds=()).run(SHOT, sample_result(), 3).frames
@@ -38,7 +43,7 @@ def test_same_seed_and_conditioning_give_identical_frames(setup):
 
 
 def test_conditioning_is_inspectable(setup):
-    gen, encoder, _ = setup
+    gen, _, _ = setup
     result = sample_result(characters=TWO)
     cond = gen.prepare(SHOT, result)
     assert [e.name for e in cond.entities] == ["Aria", "Bram"]
@@ -103,7 +108,6 @@ def test_per_entity_scales_are_recorded_and_used(setup):
 
 def _first_cross_attention_outputs(gen, result):
     """Output of the first IP-carrying cross-attention at the first denoising step (before any mixing)."""
-    import torch
 
     unet = gen.pipeline.unet
     name = next(n for n in unet.attn_processors if n.endswith("attn2.processor"))
@@ -115,7 +119,7 @@ def _first_cross_attention_outputs(gen, result):
     finally:
         handle.remove()
     out = captured[0]  # (2 * batch, tokens, channels): negative then positive half
-    side = int(round(out.shape[1] ** 0.5))
+    side = round(out.shape[1] ** 0.5)
     return out.reshape(out.shape[0], side, side, -1)
 
 

@@ -33,8 +33,8 @@ def _memory(n):
 def _call(pipe, **kwargs):
     import torch
 
-    args = dict(prompt=SHOT.prompt, height=16, width=16, num_frames=5, num_inference_steps=2,
-                generator=torch.Generator().manual_seed(1), output_type="np")
+    args = {"prompt": SHOT.prompt, "height": 16, "width": 16, "num_frames": 5, "num_inference_steps": 2,
+            "generator": torch.Generator().manual_seed(1), "output_type": "np"}
     args.update(kwargs)
     return pipe(**args).frames
 
@@ -63,7 +63,6 @@ def test_same_seed_same_frames_and_memory_matters(gen):
     assert np.array_equal(a.frames, b.frames)
     none = gen.run(SHOT, sample_result(memory=0), 1)
     assert mean_abs(a.frames, none.frames) > 1.0
-    other = sample_result(memory=0)
     from dataclasses import replace
 
     swapped = replace(result, memory=tuple(reversed(result.memory)))
