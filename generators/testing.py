@@ -172,6 +172,19 @@ def tiny_sd_pipeline(seed: int = 0):
     return _ready(pipe)
 
 
+def tiny_animatediff_pipeline(seed: int = 0):
+    """An AnimateDiffPipeline (IPAdapterMixin, makes videos): the tiny SD parts plus a tiny MotionAdapter."""
+    import torch
+    from diffusers import AnimateDiffPipeline, MotionAdapter
+
+    components = tiny_sd_components(seed)
+    components.pop("safety_checker")
+    torch.manual_seed(seed)
+    motion = MotionAdapter(block_out_channels=(8, 16), motion_layers_per_block=1, motion_norm_num_groups=4,
+                           motion_num_attention_heads=2, use_motion_mid_block=False)
+    return _ready(AnimateDiffPipeline(motion_adapter=motion, **components))
+
+
 def tiny_clip_image_encoder(seed: int = 0, image_size: int = 32, projection_dim: int = 16):
     """A CLIPVisionModelWithProjection plus a matching CLIPImageProcessor."""
     import torch

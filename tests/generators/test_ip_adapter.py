@@ -180,3 +180,27 @@ def test_missing_adapter_and_pipeline_errors(torch_threads, tmp_path):
         IPAdapterGenerator()
     with pytest.raises(MissingWeightsError, match="IP-Adapter weights not found"):
         IPAdapterGenerator(tiny_sd_pipeline(), encoder=object(), adapter=tmp_path)
+
+
+def test_animatediff_video_pipeline_with_masks(torch_threads):
+    from generators.ip_adapter import HFImageEncoder, IPAdapterGenerator
+    from generators.prompt import PromptGenerator
+    from generators.testing import (
+        tiny_animatediff_pipeline,
+        tiny_clip_image_encoder,
+        tiny_ip_adapter_state_dict,
+    )
+
+    pipe = tiny_animatediff_pipeline()
+    shot = ShotSpec("Aria and Bram argue", num_frames=4, width=32, height=32)
+    plain = PromptGenerator(pipe, num_inference_steps=2, kinds=()).run(shot, sample_result(), 3)
+    assert plain.metadata["video"] and plain.metadata["frames_rendered"] == 4
+    model, processor = tiny_clip_image_encoder()
+    gen = IPAdapterGenerator(pipe, encoder=HFImageEncoder(model, processor), num_inference_steps=2, scale=1.0,
+                             adapter=tiny_ip_adapter_state_dict(pipe.unet))
+    cond = gen.prepare(shot, sample_result(characters=TWO))
+    a, b = gen.generate(shot, cond, 3).frames, gen.generate(shot, cond, 3).frames
+    assert a.shape == (4, 32, 32, 3) and np.array_equal(a, b) and cond.masks is not None
+    assert mean_abs(a, gen.run(shot, sample_result(characters=TWO_OTHER_ARIA), 3).frames) > 0.5
+    gen.scale = 0.0
+    assert np.array_equal(gen.run(shot, sample_result(characters=TWO), 3).frames, plain.frames)
