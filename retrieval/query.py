@@ -18,6 +18,8 @@ class ShotQuery:
     ``cast`` and ``location`` are explicit entity names (an explicit cast overrides inference);
     ``cut`` False means the shot continues the previous one (same place, same people on screen).
     ``era`` picks the version of every entity ("armored", "season 2"); ``eras`` per entity name.
+    ``sources`` orders (and limits) the references offered: registered before harvested keyframes
+    unless asked otherwise.
     """
 
     prompt: str
@@ -33,6 +35,7 @@ class ShotQuery:
     k: int = 8
     references_per_entity: int = 2
     require_consent: bool = False
+    sources: tuple[str, ...] = ("registered", "harvested")
 
 
 @dataclass(frozen=True)
