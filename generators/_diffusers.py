@@ -26,6 +26,17 @@ def accepts(pipeline: Any, name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+def guidance_of(pipeline: Any, explicit: Any = None) -> float:
+    """The guidance scale a call will use: the given one, else the pipeline's own default."""
+    if explicit is not None:
+        return float(explicit)
+    try:
+        default = inspect.signature(pipeline.__call__).parameters["guidance_scale"].default
+    except (KeyError, TypeError, ValueError):
+        return 7.5
+    return float(default) if isinstance(default, (int, float)) else 7.5
+
+
 def torch_generator(pipeline: Any, seed: int) -> Any:
     """A CPU generator: the same seed gives the same initial noise on any device."""
     import torch

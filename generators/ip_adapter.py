@@ -296,7 +296,9 @@ class IPAdapterGenerator(GeneratorAdapter):
         dtype = unet.dtype
         # (2, N, ...): negative then positive, as diffusers' prepare_ip_adapter_image_embeds expects
         # under classifier-free guidance; without guidance only the positive half is passed.
-        guided = (self.guidance_scale if self.guidance_scale is not None else 7.5) > 1.0
+        from ._diffusers import guidance_of
+
+        guided = guidance_of(self.pipeline, self.guidance_scale) > 1.0
         pos_t = torch.from_numpy(np.asarray(pos))[None]
         embeds = torch.cat([torch.from_numpy(np.asarray(neg))[None], pos_t]) if guided else pos_t
         kwargs: dict[str, Any] = {"ip_adapter_image_embeds": [embeds.to(device=unet.device, dtype=dtype)]}

@@ -138,7 +138,9 @@ class PromptGenerator(GeneratorAdapter):
         limit = self.max_tokens or getattr(tok, "model_max_length", None)
         if not limit or limit > 4096:  # tokenizers without a real limit report a huge sentinel
             return None, None
-        return (lambda text: len(tok(text, truncation=False)["input_ids"])), int(limit)
+        # tokenize() (unlike __call__) does not warn about texts longer than the window we are measuring.
+        specials = tok.num_special_tokens_to_add() if hasattr(tok, "num_special_tokens_to_add") else 2
+        return (lambda text: len(tok.tokenize(text)) + specials), int(limit)
 
     def prepare(self, shot: ShotSpec, result: Any) -> Conditioning:
         hits = [h for h in result.hits if h.entity.kind in self.kinds]

@@ -26,6 +26,7 @@ def test_importing_generators_imports_no_torch_or_diffusers():
     code = (
         "import sys, generators; from generators import list_generators, ShotSpec, MockGenerator; "
         "import generators.animatic, generators.registry; list_generators(); "
+        "from generators import AnimaticGenerator, get_generator; get_generator('animatic'); "
         "print('torch' in sys.modules, 'diffusers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

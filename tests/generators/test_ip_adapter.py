@@ -152,6 +152,17 @@ def test_masks_keep_each_character_inside_its_region(setup):
     assert inside / outside > 1.2 * (free_left / free_right)
 
 
+def test_without_guidance_only_the_positive_embeds_are_passed(setup):
+    gen, _, _ = setup
+    gen.guidance_scale = 1.0
+    try:
+        kwargs = gen._pipeline_kwargs(gen.prepare(SHOT, sample_result(characters=TWO)))
+        out = gen.run(SHOT, sample_result(characters=TWO), 3)
+    finally:
+        gen.guidance_scale = None
+    assert kwargs["ip_adapter_image_embeds"][0].shape == (1, 2, 16) and out.frames.shape == (2, 32, 32, 3)
+
+
 def test_shot_regions_override_the_layout(setup):
     gen, _, _ = setup
     shot = ShotSpec(SHOT.prompt, num_frames=1, width=32, height=32, regions={"Aria": (0.5, 0.0, 1.0, 0.5)})
