@@ -80,6 +80,7 @@ class Retriever:
         weights: Optional[dict[str, float]] = None,
         lexical: bool = True,
         dense_k: int = 64,
+        dense_ranges: Optional[dict[str, tuple[float, float]]] = None,
     ):
         self.library = library
         self.store = library.store
@@ -88,6 +89,8 @@ class Retriever:
         self.weights = {**WEIGHTS, **(weights or {})}
         self.lexical = LexicalSearcher(self.store) if lexical else None
         self.dense_k = dense_k
+        # cosine -> evidence calibration per dense signal; another embedder than CLIP ViT-B needs its own
+        self.dense_ranges = {"clip_image": CLIP_IMAGE_RANGE, "clip_text": CLIP_TEXT_RANGE, **(dense_ranges or {})}
         if text_embedder is None:
             text_embedder = next((e for e in library.embedders if text_capable(e)), None)
         elif not text_capable(text_embedder):
@@ -189,12 +192,12 @@ class Retriever:
             qvec = embed_prompt(self.text_embedder, query.prompt)
             for h in self.search_dense(qvec, k=self.dense_k):
                 if h.entity_id in allowed:
-                    ev(h.entity_id).add("clip_image", cosine_evidence(h.score, CLIP_IMAGE_RANGE),
+                    ev(h.entity_id).add("clip_image", cosine_evidence(h.score, self.dense_ranges["clip_image"]),
                                         f"CLIP text->image {h.score:.2f}", h.score)
             entities = list(by_id.values())
             for h in self.text_vectors.search(self.library.name, version, entities, qvec, k=20):
                 if h.entity_id in allowed:
-                    ev(h.entity_id).add("clip_text", cosine_evidence(h.score, CLIP_TEXT_RANGE),
+                    ev(h.entity_id).add("clip_text", cosine_evidence(h.score, self.dense_ranges["clip_text"]),
                                         f"CLIP text->text {h.score:.2f}", h.score)
 
         ranked = [(eid, by_id[eid].kind, e.score(self.weights)) for eid, e in evidence.items() if e.terms]
