@@ -224,7 +224,7 @@ class AnimaticGenerator(GeneratorAdapter):
             return canvas
         n = len(chars)
         # Cards fill the lower middle; shrink them when many characters share the frame.
-        card_h = int(height * (0.56 if n <= 3 else 0.46))
+        card_h = int(height * (0.5 if n <= 3 else 0.42))
         card_w = int(card_h * 0.75)
         gap = max(6, width // 60)
         total = n * card_w + (n - 1) * gap
@@ -235,7 +235,7 @@ class AnimaticGenerator(GeneratorAdapter):
         radius, border = max(4, card_w // 12), max(2, card_w // 40)
         label_font = font(max(10, height // 26), bold=True)
         draw = ImageDraw.Draw(canvas)
-        top = int(height * 0.5 - card_h * 0.45)
+        top = int(height * 0.42 - card_h * 0.5)  # card and label end above the caption bar
         for i, ent in enumerate(chars):
             if explicit and ent.region is not None:
                 x0, y0, x1, y1 = ent.region  # honour the shot's layout: centre the card on its box
