@@ -12,7 +12,8 @@ from .mock import MockGenerator
 from .registry import get_generator, list_generators, register_generator
 
 # Adapter classes resolve lazily (PEP 562), so `from generators import IPAdapterGenerator` works
-# without `import generators` paying for torch.
+# without `import generators` paying for torch. WanMemoryToVideoPipeline subclasses a diffusers
+# class, so it is reachable (generators.WanMemoryToVideoPipeline) but kept out of `import *`.
 _LAZY = {
     "AnimaticGenerator": "generators.animatic",
     "PromptGenerator": "generators.prompt",
@@ -46,7 +47,6 @@ __all__ = [
     "ShotOutput",
     "ShotSpec",
     "WanM2VGenerator",
-    "WanMemoryToVideoPipeline",
     "WanVACEGenerator",
     "get_generator",
     "list_generators",
