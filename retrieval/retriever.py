@@ -270,7 +270,7 @@ class Retriever:
         mmr_col = self.dense_column or (vector_cols[0] if vector_cols else None)
         chosen: dict[str, list[Reference]] = {}
         for entity in entities:
-            refs = [r for r in by_entity.get(entity.id, []) if r.source in sources]
+            refs = [r for r in by_entity.get(entity.id, []) if r.source in sources and not _from_the_future(r, query)]
             want = eras.get(entity.name) or eras.get(entity.id) or query.era
             if want is not None:
                 in_era = [r for r in refs if r.era == want]
@@ -302,6 +302,15 @@ class Retriever:
         return {
             eid: [r.model_copy(update={"image": images.get(r.id)}) for r in refs] for eid, refs in chosen.items()
         }
+
+
+def _from_the_future(ref: Reference, query: ShotQuery) -> bool:
+    """A keyframe harvested from this story's shot ``shot_index`` or later: using it would make a
+    shot depend on its own output (and a rerun differ from the first run)."""
+    return (
+        ref.source == "harvested" and query.story_id is not None and query.shot_index is not None
+        and ref.story == query.story_id and ref.shot is not None and ref.shot >= query.shot_index
+    )
 
 
 def _check_query(query: Any) -> None:

@@ -153,3 +153,15 @@ def test_retrieval_imports_without_torch():
 
     code = "import sys, retrieval, retrieval.retriever; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_keyframes_of_this_or_later_shots_are_never_references(library):
+    library.register("Aria", "character", images=[image(80)])
+    library.add_images("Aria", [image(81)], source="harvested", story="s", shot=1, frames=[0])
+    library.add_images("Aria", [image(82)], source="harvested", story="s", shot=3, frames=[0])
+    r = Retriever(library)
+    shots = {q: [x.shot for x in r.retrieve(ShotQuery("Aria", story_id="s", shot_index=q, references_per_entity=5)).hits[0].references]
+             for q in (0, 1, 2, 4)}
+    assert shots[0] == shots[1] == [None]
+    assert shots[2] == [None, 1]  # registered first, then the earlier keyframe
+    assert shots[4][0] is None and sorted(shots[4][1:]) == [1, 3]
