@@ -1,0 +1,145 @@
+"""The story loop end to end with the animatic generator: outputs, write-back, resume, crashes, consent."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from continuity.provenance import read_provenance
+from continuity.runner import RunConfig, StoryRunner
+from continuity.story import parse_story
+from continuity.video import probe
+from memstore.errors import ConsentError
+
+SMALL = dict(width=160, height=96, fps=4)
+
+
+def story_data(prompts=None):
+    prompts = prompts or [
+        "Aria walks onto the pier at the Harbor.",
+        "She looks at the boats.",
+        "Bram waits in the Forest.",
+        "Aria meets Bram in the Forest.",
+    ]
+    return {
+        "id": "test-story",
+        "title": "Test",
+        "scenes": [
+            {"index": 1, "location": "Harbor", "shots": [
+                {"index": 1, "prompt": prompts[0], "cut": True, "duration": 1.0},
+                {"index": 2, "prompt": prompts[1], "cut": False, "duration": 1.0},
+            ]},
+            {"index": 2, "location": "Forest", "shots": [
+                {"index": 1, "prompt": prompts[2], "cut": True, "duration": 1.0},
+                {"index": 2, "prompt": prompts[3], "cut": True, "duration": 1.0},
+            ]},
+        ],
+    }
+
+
+@pytest.fixture
+def cast(library, photos):
+    from continuity.drawn import forest_clearing, harbor_at_dusk
+
+    library.register("Aria", "character", images=[photos["astronaut"]], description="a woman in an orange suit")
+    library.register("Bram", "character", images=[photos["rocket"]], description="an old blacksmith")
+    library.register("Harbor", "location", images=[harbor_at_dusk((320, 180))], description="harbor at dusk")
+    library.register("Forest", "location", images=[forest_clearing((320, 180))], description="forest clearing")
+    return library
+
+
+def recorded(library, story_id: str = "test-story") -> dict[int, str]:
+    return StoryRunner(library, ".")._done_shots(story_id)
+
+
+def run_story(library, out, data=None, generator=None, **config):
+    story = parse_story(data or story_data())
+    runner = StoryRunner(library, out, RunConfig(**{**SMALL, **config}), generator=generator)
+    return runner, runner.run(story)
+
+
+def test_outputs_write_back_and_provenance(cast, tmp_path):
+    _, run = run_story(cast, tmp_path / "out")
+    assert [s.index for s in run.shots] == [0, 1, 2, 3] and not any(s.skipped for s in run.shots)
+    info = probe(run.video)
+    assert info["frames"] == 4 * 4 and (info["width"], info["height"]) == (160, 96)
+    assert (tmp_path / "out" / "report.html").read_text().count("<section") >= 4
+    harvested = cast.references(source="harvested", story="test-story")
+    # shot 1 continues shot 0 in the same place: its keyframe duplicates memory and is not stored again
+    assert harvested and {r.shot for r in harvested} >= {0, 2, 3}
+    names = {e.id: e.name for e in cast.list()}
+    by_shot = {}
+    for ref in harvested:
+        by_shot.setdefault(ref.shot, set()).add(names[ref.entity_id])
+    assert "Forest" in by_shot[2] and "Harbor" in by_shot[0] and "Aria" in by_shot[0]
+    manifest = read_provenance(run.shots[3].provenance)
+    assert manifest.generator == "animatic" and manifest.input_hash == run.shots[3].input_hash
+    assert {b.name for b in manifest.blueprints} >= {"Aria", "Bram"}
+    assert manifest.memory, "the last shot must be conditioned on earlier keyframes"
+    assert all(m.shot < 3 for m in manifest.memory)
+    assert manifest.outputs[0].sha256 and json.loads((tmp_path / "out" / "metrics.json").read_text())["entities"]
+
+
+def test_rerun_skips_finished_shots_and_changes_propagate(cast, tmp_path):
+    _, first = run_story(cast, tmp_path / "out")
+    count = len(cast.references(source="harvested"))
+    _, again = run_story(cast, tmp_path / "out")
+    assert all(s.skipped for s in again.shots)
+    assert len(cast.references(source="harvested")) == count
+    data = story_data()
+    data["scenes"][1]["shots"][0]["prompt"] = "Bram sharpens a sword in the Forest."
+    _, changed = run_story(cast, tmp_path / "out", data)
+    assert [s.skipped for s in changed.shots] == [True, True, False, False]  # later shots depend on earlier ones
+    assert changed.shots[0].input_hash == first.shots[0].input_hash
+    assert changed.shots[2].input_hash != first.shots[2].input_hash
+
+
+def test_interrupted_run_loses_no_finished_shot(cast, tmp_path):
+    from generators import get_generator
+
+    real = get_generator("animatic")
+
+    class Crashing:
+        model_id = "crashing"
+        calls = 0
+
+        def prepare(self, shot, result):
+            return real.prepare(shot, result)
+
+        def generate(self, shot, conditioning, seed=None):
+            Crashing.calls += 1
+            if Crashing.calls == 3:
+                raise RuntimeError("GPU fell over")
+            return real.generate(shot, conditioning, seed)
+
+    with pytest.raises(RuntimeError):
+        run_story(cast, tmp_path / "out", generator=Crashing())
+    assert set(recorded(cast)) == {0, 1}
+    assert {r.shot for r in cast.references(source="harvested")} <= {0, 1}
+    # leftovers of a crash inside shot 2 (keyframes written, shot not recorded) are cleaned on rerun
+    cast.add_images("Aria", [np.full((20, 20, 3), 7, np.uint8)], source="harvested", story="test-story", shot=2, frames=[0])
+    _, rerun = run_story(cast, tmp_path / "out")
+    assert [s.skipped for s in rerun.shots] == [True, True, False, False]
+    shot2 = [r for r in cast.references(source="harvested") if r.shot == 2]
+    assert shot2 and not any(r.width == 20 for r in shot2), "the crashed shot's leftovers must be removed"
+
+
+def test_consent_refused_unless_overridden(cast, tmp_path):
+    cast.update("Bram", rights={"consent": False})
+    with pytest.raises(ConsentError) as info:
+        run_story(cast, tmp_path / "out")
+    assert "Bram" in str(info.value)
+    assert set(recorded(cast)) == {0, 1}  # the shots before Bram's first appearance
+    _, run = run_story(cast, tmp_path / "out", consent_overrides=("Bram",))
+    manifest = read_provenance(run.shots[2].provenance)
+    assert [o.name for o in manifest.consent_overrides] == ["Bram"]
+    assert "consent" in manifest.consent_overrides[0].reason
+
+
+def test_memory_policies_differ_in_what_they_keep(cast, tmp_path):
+    _, relevant = run_story(cast, tmp_path / "a", memory_policy="relevant", memory_budget=1)
+    reasons = [why for s in relevant.shots for _, why in s.memory]
+    assert any(why.startswith("covers") for why in reasons)
+    _, none = run_story(cast, tmp_path / "b", data={**story_data(), "id": "other"}, memory_policy="none")
+    assert all(not s.memory for s in none.shots)
