@@ -2,7 +2,8 @@
 
 For each size, one store holds a library ``bench`` with N references (20 per entity) and a library
 ``other`` with N/10 more, so the library filter matters. Vectors are 512-d, seeded and clustered:
-1000 centres drawn from N(0, I), each point = centre + 0.6 * N(0, I) noise, L2-normalised; the
+4000 centres drawn from N(0, I), each point = centre + 1.0 * N(0, I) noise (as far from its
+centre as the centre is from the origin, so clusters overlap), L2-normalised; the
 200 queries are fresh points made the same way (so they fall near, not on, stored vectors).
 
 Rows are bulk-loaded as pyarrow batches of 100k straight into the entities and references tables
@@ -34,8 +35,8 @@ from typing import Any, Sequence
 import numpy as np
 
 DIM = 512
-CENTRES = 1000
-NOISE = 0.6
+CENTRES = 4000
+NOISE = 1.0
 REFS_PER_ENTITY = 20
 QUERIES = 200
 BATCH = 100_000

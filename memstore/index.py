@@ -127,6 +127,7 @@ class VectorIndex:
         self.version: Optional[int] = None
         self.built_factory: Optional[str] = None
         self._selectors: dict[str, Any] = {}
+        self._param_cache: dict[tuple[Any, ...], tuple[Any, Any]] = {}
         self.rebuilds = 0
         self.appends = 0
 
@@ -206,6 +207,7 @@ class VectorIndex:
         self._row_of = None
         self.version = version
         self._selectors.clear()
+        self._param_cache.clear()
         self.rebuilds += 1
         self._save()
 
@@ -234,6 +236,7 @@ class VectorIndex:
             self.entity_codes = np.concatenate([self.entity_codes, codes])
             self._row_of = None
             self._selectors.clear()
+            self._param_cache.clear()
             self.appends += 1
         self.version = version
         self._save()
@@ -320,36 +323,51 @@ class VectorIndex:
         if self.index is None or self.index.ntotal == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         k = min(k, int(self.index.ntotal))
+        if kind is not None and kind not in KINDS:
+            raise InvalidInputError(f"kind {kind!r} is unknown; expected one of {KINDS}")
+        params = self._params(kind, k)
+        scores, ids = self.index.search(q, k, params=params)
+        return scores, ids
+
+    def _params(self, kind: Optional[str], k: int) -> Any:
+        """Search parameters, made once per (kind, efSearch) and reused: building them per query
+        costs more than an HNSW search of 100k vectors takes."""
+        import faiss
+
         inner = faiss_inner(self.index)
-        sel = None
-        if kind is not None:
-            if kind not in KINDS:
-                raise InvalidInputError(f"kind {kind!r} is unknown; expected one of {KINDS}")
-            sel = self._selector(kind)
+        ef = max(self.ef_search, k)
+        key = (kind, ef if hasattr(inner, "hnsw") else 0, self.nprobe)
+        cached = self._param_cache.get(key)
+        if cached is not None and cached[0] is self.index:
+            return cached[1]
         if hasattr(inner, "hnsw"):
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
+            params = faiss.SearchParametersHNSW(efSearch=ef)
         elif hasattr(inner, "nprobe"):
             params = faiss.SearchParametersIVF(nprobe=min(self.nprobe, int(inner.nlist)))
         else:
             params = faiss.SearchParameters()
-        if sel is not None:
-            params.sel = sel
-        scores, ids = self.index.search(q, k, params=params)
-        return scores, ids
+        if kind is not None:
+            params.sel = self._selector(kind)
+        self._param_cache[key] = (self.index, params)
+        return params
 
     # --- sidecar lookups (no Lance read) ------------------------------------------------------
-    def entity_of(self, ids: Any) -> list[Optional[str]]:
-        """Entity id of each FAISS id (None for -1 or a key the index does not hold)."""
+    def entity_codes_of(self, ids: Any) -> np.ndarray:
+        """Entity code (an index into ``entity_ids``) of each FAISS id; -1 where none."""
         if self._row_of is None:  # sorted keys + their rows: 16 bytes a key, no dict of a million
             order = np.argsort(self.keys, kind="stable")
             self._row_of = (self.keys[order], order)
         sorted_keys, rows = self._row_of
         wanted = np.asarray(ids, dtype=np.int64).ravel()
         if len(sorted_keys) == 0:
-            return [None] * len(wanted)
+            return np.full(len(wanted), -1, np.int64)
         pos = np.minimum(np.searchsorted(sorted_keys, wanted), len(sorted_keys) - 1)
-        found = sorted_keys[pos] == wanted
-        return [self.entity_ids[int(self.entity_codes[rows[p]])] if ok else None for p, ok in zip(pos.tolist(), found.tolist())]
+        codes = self.entity_codes[rows[pos]].astype(np.int64)
+        return np.where(sorted_keys[pos] == wanted, codes, -1)
+
+    def entity_of(self, ids: Any) -> list[Optional[str]]:
+        """Entity id of each FAISS id (None for -1 or a key the index does not hold)."""
+        return [self.entity_ids[c] if c >= 0 else None for c in self.entity_codes_of(ids).tolist()]
 
     @property
     def ntotal(self) -> int:

@@ -38,14 +38,13 @@ def search_images(index: Any, query: np.ndarray, *, k: int, kind: Optional[str] 
     if index is None or index.ntotal == 0:
         return []
     scores, ids = index.search(query, k, kind=kind)
-    entity_ids = index.entity_of(ids[0])
-    best: dict[str, DenseHit] = {}
-    for score, key, eid in zip(scores[0].tolist(), ids[0].tolist(), entity_ids):
-        if eid is None or key < 0:
-            continue
-        if eid not in best or score > best[eid].score:
-            best[eid] = DenseHit(eid, float(score), int(key))
-    return sorted(best.values(), key=lambda h: -h.score)
+    codes = index.entity_codes_of(ids[0])
+    valid = (codes >= 0) & (ids[0] >= 0)
+    # FAISS returns best first, so an entity's first occurrence is its best reference
+    _, first = np.unique(np.where(valid, codes, -1), return_index=True)
+    keep = sorted(i for i in first.tolist() if valid[i])
+    names = index.entity_ids
+    return [DenseHit(names[int(codes[i])], float(scores[0][i]), int(ids[0][i])) for i in keep]
 
 
 class EntityTextVectors:
