@@ -122,8 +122,9 @@ def _print_result(result: Any) -> None:
 def _print_matches(matches: dict[str, list[Any]]) -> None:
     for column, items in matches.items():
         table = Table(title=f"image matches ({column})")
-        table.add_column("#")
-        table.add_column("match", overflow="fold")
+        for col in ("#", "name", "kind", "score", "reference"):
+            table.add_column(col, overflow="fold")
         for i, m in enumerate(items, 1):
-            table.add_row(str(i), str(_match_json(m)))
+            table.add_row(str(i), str(getattr(m, "name", m)), str(getattr(m, "kind", "")),
+                          f"{getattr(m, 'score', 0.0):.3f}", str(getattr(m, "reference_id", ""))[:8])
         console.print(table)

@@ -30,3 +30,22 @@ def test_query_table_json_and_errors(tmp_path, store, library):
     assert {h["name"] for h in json.loads(out.output)["hits"]} == {"Aria", "Keep"}
     out = runner.invoke(app, ["query", "--story", str(story), "--shot", "9", "--db", db])
     assert out.exit_code != 0 and "out of range" in out.output
+
+
+def test_query_by_image(tmp_path, store, library):
+    import pytest
+
+    pytest.importorskip("memstore.image_search", reason="memstore.image_search (another area) is not in this tree")
+    from PIL import Image
+
+    library.register("Aria", "character", images=[image(1)])
+    library.register("Keep", "location", images=[image(2)])
+    path = tmp_path / "q.png"
+    Image.fromarray(image(2)).save(path)
+    runner = CliRunner()
+    out = runner.invoke(app, ["query", "--image", str(path), "--json", "--db", str(store.uri)])
+    assert out.exit_code == 0, out.output
+    matches = json.loads(out.output)["image_matches"]["color_histogram_rgb8"]
+    assert matches[0]["name"] == "Keep"
+    out = runner.invoke(app, ["query", "--image", str(tmp_path / "missing.png"), "--db", str(store.uri)])
+    assert out.exit_code != 0 and "not a file" in out.output
