@@ -2,10 +2,13 @@
 
 Two identity models, each usable with any detector of :mod:`.face_detect` (``detector=``):
 
-- ``dlib``: dlib's ResNet face descriptor (128-d, LFW 99.38%), whose weights ship on PyPI in
-  ``face_recognition_models`` together with the HOG/MMOD detectors and shape predictors. dlib's
-  code is Boost-licensed and these model files are released for any use (CC0 / public domain
-  training notes in dlib's model repo), so this is the license-clean default for commercial work.
+- ``dlib``: dlib's ResNet face descriptor (128-d, 99.38% on LFW per dlib), whose weights ship on
+  PyPI in ``face_recognition_models`` together with the HOG/MMOD detectors and shape predictors.
+  dlib is Boost-licensed and Davis King released these model files into the public domain
+  (dlib-models README), so this is the license-clean choice for commercial work. It aligns with
+  the 5-point predictor (public domain too); the 68-point predictor, trained on iBUG 300-W whose
+  license excludes commercial use, is only loaded when ArcFace needs mouth corners from a dlib
+  detection (``insightface`` with ``detector="dlib"``).
 - ``insightface``: ArcFace (512-d) from an insightface model pack (``buffalo_l`` etc.) or any
   ArcFace-shaped ONNX file, loaded through insightface's own ``model_zoo``; detection by the
   pack's SCRFD by default. Note: the insightface packs are licensed for non-commercial research
@@ -70,6 +73,18 @@ class FaceEmbedder(Embedder):
     def detect_largest(self, image: Any) -> Optional[Detection]:
         """The largest face of an image, or None."""
         return largest(self.face_detector().detect(to_rgb_array(image), want_kps=self.needs_kps))
+
+    def detect_faces(self, image: Any) -> list[Embedding]:
+        """Every face of one image, largest first, each with its vector, box and score.
+
+        Registration indexes the largest face only (the subject of a reference image); a
+        generated frame can show several characters, and the story loop verifies each of them."""
+        rgb = to_rgb_array(image)
+        detections = sorted(self.face_detector().detect(rgb, want_kps=self.needs_kps), key=lambda d: -d.area)
+        if not detections:
+            return []
+        vectors = normalize_rows(self._embed_faces([(rgb, det) for det in detections]))
+        return [Embedding(vector=v, face_box=[float(x) for x in d.box], quality=d.score) for v, d in zip(vectors, detections)]
 
     def _embed_faces(self, items: list[tuple[np.ndarray, Detection]]) -> np.ndarray:
         """(len(items), ndims) raw descriptors of one face per image."""
