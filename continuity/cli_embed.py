@@ -2,12 +2,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from .cli_common import DbOption, JsonOption, LibraryOption, console, fail, handle_errors, open_library, print_json, progress_bar
+from .cli_common import (
+    DbOption,
+    JsonOption,
+    LibraryOption,
+    console,
+    fail,
+    handle_errors,
+    open_library,
+    print_json,
+    progress_bar,
+)
 
 EmbedderHelp = 'An embedder name (e.g. dlib) or a JSON config, e.g. \'{"type": "open-clip", "model": "ViT-B-32"}\'.'
 
@@ -32,8 +42,8 @@ def register(app: typer.Typer) -> None:
     @app.command("embedders")
     @handle_errors
     def embedders_(
-        library: Optional[str] = typer.Option(None, "--library", "-l", help="Also show what this library uses."),
-        db: Optional[str] = DbOption,
+        library: str | None = typer.Option(None, "--library", "-l", help="Also show what this library uses."),
+        db: str | None = DbOption,
         as_json: bool = JsonOption,
     ) -> None:
         """List the embedders this installation knows (and, with --library, those configured)."""
@@ -65,10 +75,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def configure(
-        embedder: List[str] = typer.Option([], "--embedder", "-e", help=EmbedderHelp + " Repeat for several; replaces the list."),
-        index_factory: Optional[str] = typer.Option(None, "--index-factory", help="FAISS factory string, e.g. HNSW32,Flat or auto."),
+        embedder: list[str] = typer.Option([], "--embedder", "-e", help=EmbedderHelp + " Repeat for several; replaces the list."),
+        index_factory: str | None = typer.Option(None, "--index-factory", help="FAISS factory string, e.g. HNSW32,Flat or auto."),
         library: str = LibraryOption,
-        db: Optional[str] = DbOption,
+        db: str | None = DbOption,
         as_json: bool = JsonOption,
     ) -> None:
         """Set which embedders index a library (and its FAISS factory); run reindex afterwards."""
@@ -94,15 +104,16 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def reindex(
-        embedder: Optional[str] = typer.Option(None, "--embedder", "-e", help=EmbedderHelp + " Added to the library when new."),
+        embedder: str | None = typer.Option(None, "--embedder", "-e", help=EmbedderHelp + " Added to the library when new."),
         force: bool = typer.Option(False, "--force", help="Recompute vectors that exist already."),
         batch_size: int = typer.Option(32, "--batch-size", min=1),
         library: str = LibraryOption,
-        db: Optional[str] = DbOption,
+        db: str | None = DbOption,
         as_json: bool = JsonOption,
     ) -> None:
         """Compute vector columns for references stored before an embedder was configured."""
-        from memstore.embedders.reindex import add_embedder, pending, reindex as run_reindex
+        from memstore.embedders.reindex import add_embedder, pending
+        from memstore.embedders.reindex import reindex as run_reindex
 
         lib = open_library(db, library)
         targets = [add_embedder(lib, parse_embedder(embedder))] if embedder is not None else list(lib.embedders)

@@ -7,7 +7,7 @@ that column answers nothing). Hits are aggregated per entity: its best-scoring r
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any
 
 from .errors import InvalidInputError
 from .images import ImageInput, load_image
@@ -23,7 +23,7 @@ class ImageMatch:
     score: float  # cosine similarity of the best reference
     reference_id: str
     column: str
-    query_face_box: Optional[tuple[float, ...]] = None  # the face searched with (face columns)
+    query_face_box: tuple[float, ...] | None = None  # the face searched with (face columns)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -31,8 +31,8 @@ class ImageMatch:
         return data
 
 
-def search_by_image(library: Any, image: ImageInput, k: int = 5, *, kind: Optional[str] = None,
-                    columns: Optional[list[str]] = None) -> dict[str, list[ImageMatch]]:
+def search_by_image(library: Any, image: ImageInput, k: int = 5, *, kind: str | None = None,
+                    columns: list[str] | None = None) -> dict[str, list[ImageMatch]]:
     """Per vector column, the ``k`` entities whose references are most similar to ``image``
     (a path, bytes, PIL image or array), best first."""
     if not isinstance(k, int) or isinstance(k, bool) or k <= 0:

@@ -12,7 +12,8 @@ An encoder is any object with ``spec: str`` (naming model, weights and layer) an
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class TokenCache:
         arr = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"])).reshape(tuple(row["shape"]))
         return arr.astype(np.float32)
 
-    def get(self, reference_id: str, spec: str) -> Optional[np.ndarray]:
+    def get(self, reference_id: str, spec: str) -> np.ndarray | None:
         """The cached array (float32) for a reference and spec; None when absent or stale."""
         _check_spec(spec)
         rows = self._rows([reference_id], spec)
@@ -72,7 +73,7 @@ class TokenCache:
             return None  # the reference changed or is gone: the tokens describe another image
         return self._decode(row)
 
-    def count(self, spec: Optional[str] = None) -> int:
+    def count(self, spec: str | None = None) -> int:
         return self.store.tokens.count_rows(self._where(*([f"spec = {sql_str(spec)}"] if spec else [])))
 
     # --- writing ------------------------------------------------------------------------------

@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 import numpy as np
-
-from ..errors import EmbedderError, MissingExtraError, MissingWeightsError
 from pydantic import PrivateAttr
 
+from ..errors import EmbedderError, MissingExtraError, MissingWeightsError
 from .base import Embedder, Embedding, normalize_rows, register_embedder
 
 WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".safetensors", ".ckpt"}
@@ -65,9 +65,9 @@ class OpenClipEmbedder(Embedder):
     """An open_clip model. Vectors are the L2-normalised pooled (projected) image/text features."""
 
     model: str = "ViT-B-32"
-    pretrained: Optional[str] = "laion2b_s34b_b79k"
-    config_dir: Optional[str] = None
-    cache_dir: Optional[str] = None
+    pretrained: str | None = "laion2b_s34b_b79k"
+    config_dir: str | None = None
+    cache_dir: str | None = None
     device: str = "auto"
     precision: str = "fp32"
     seed: int = 0  # only for pretrained=None: random weights are the same in every process
@@ -118,7 +118,7 @@ class OpenClipEmbedder(Embedder):
             )
         return cfg
 
-    def resolve_weights(self) -> tuple[Optional[str], dict[str, Any]]:
+    def resolve_weights(self) -> tuple[str | None, dict[str, Any]]:
         """(local weights file or None for random weights, the tag's preprocessing config).
 
         Never downloads: a tag must already be in the Hugging Face cache or open_clip's URL cache."""

@@ -14,14 +14,15 @@ Two identity models, each usable with any detector of :mod:`.face_detect` (``det
   pack's SCRFD by default. Note: the insightface packs are licensed for non-commercial research
   only; check the license of the weights you configure.
 
-The YuNet detector (OpenCV, MIT) is the third backend: ``detector="yunet"`` for either model.
+The YuNet detector (libfacedetection, permissive license; run by OpenCV) is the third backend: ``detector="yunet"`` for either model.
 An image without a face gives ``Embedding(vector=None)``: recorded, not an error.
 """
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Optional, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import PrivateAttr
@@ -50,16 +51,16 @@ class FaceEmbedder(Embedder):
 
     modality = "face"
     detector: DetectorName = "dlib"
-    det_thresh: Optional[float] = None  # None: the detector's default
+    det_thresh: float | None = None  # None: the detector's default
     max_side: int = 1280  # detect on a copy no larger than this (boxes are scaled back)
     upsample: int = 1  # dlib detectors: upsampling finds faces down to ~40 px
-    yunet_model: Optional[str] = None  # default: $CONTINUITY_YUNET, then ../shared/models/yunet
+    yunet_model: str | None = None  # default: $CONTINUITY_YUNET, then ../shared/models/yunet
 
     _detector: Any = PrivateAttr(default=None)
 
     needs_kps: ClassVar[bool] = False  # whether the aligner needs five landmarks from the detector
 
-    def _scrfd_file(self) -> Optional[str]:
+    def _scrfd_file(self) -> str | None:
         return None
 
     def face_detector(self) -> FaceDetector:
@@ -70,7 +71,7 @@ class FaceEmbedder(Embedder):
             )
         return self._detector
 
-    def detect_largest(self, image: Any) -> Optional[Detection]:
+    def detect_largest(self, image: Any) -> Detection | None:
         """The largest face of an image, or None."""
         return largest(self.face_detector().detect(to_rgb_array(image), want_kps=self.needs_kps))
 
@@ -153,10 +154,10 @@ class InsightFaceEmbedder(FaceEmbedder):
 
     model: str = "buffalo_l"
     root: str = "~/.insightface"
-    recognition: Optional[str] = None
+    recognition: str | None = None
     detector: DetectorName = "scrfd"
 
-    _digest: Optional[str] = PrivateAttr(default=None)
+    _digest: str | None = PrivateAttr(default=None)
 
     needs_kps: ClassVar[bool] = True
 
@@ -175,7 +176,7 @@ class InsightFaceEmbedder(FaceEmbedder):
                 return str(path)
         raise MissingWeightsError(f"insightface pack {pack} has no {task} model (*.onnx); give a complete pack")
 
-    def _scrfd_file(self) -> Optional[str]:
+    def _scrfd_file(self) -> str | None:
         return self._pack_file("detection")
 
     def _recognition_file(self) -> str:

@@ -1,7 +1,8 @@
 """Face detectors behind one small interface: ``detect(rgb) -> list[Detection]``.
 
 - ``dlib``: dlib's HOG frontal detector (``dlib-cnn``: its MMOD CNN detector, slower, better on
-  hard poses); five ArcFace landmarks come from the 68-point shape predictor when asked for.
+  hard poses); five ArcFace landmarks come from the 68-point shape predictor when asked for
+  (note: that predictor's training data, iBUG 300-W, excludes commercial use; YuNet does not).
 - ``yunet``: OpenCV's ``FaceDetectorYN`` with the YuNet ONNX model; gives five landmarks itself.
 - ``scrfd``: insightface's SCRFD from a model pack; gives five landmarks itself.
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -28,14 +29,14 @@ DEFAULT_THRESHOLDS = {"dlib": 0.2, "dlib-cnn": 0.2, "yunet": 0.6, "scrfd": 0.5}
 class Detection:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels of the original image
     score: float  # in [0, 1]
-    kps: Optional[np.ndarray] = None  # (5, 2) ArcFace-order landmarks, pixels
+    kps: np.ndarray | None = None  # (5, 2) ArcFace-order landmarks, pixels
 
     @property
     def area(self) -> float:
         return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
 
 
-def largest(detections: list[Detection]) -> Optional[Detection]:
+def largest(detections: list[Detection]) -> Detection | None:
     """The face with the largest box (the subject of a reference image); ties go to the higher score."""
     return max(detections, key=lambda d: (round(d.area), d.score), default=None)
 
@@ -57,7 +58,7 @@ class FaceDetector:
 
     name = ""
 
-    def __init__(self, threshold: Optional[float] = None, max_side: int = 1280):
+    def __init__(self, threshold: float | None = None, max_side: int = 1280):
         self.threshold = DEFAULT_THRESHOLDS[self.name] if threshold is None else float(threshold)
         self.max_side = int(max_side)
 
@@ -84,7 +85,7 @@ class FaceDetector:
 class DlibDetector(FaceDetector):
     name = "dlib"
 
-    def __init__(self, threshold: Optional[float] = None, max_side: int = 1280, upsample: int = 1, cnn: bool = False):
+    def __init__(self, threshold: float | None = None, max_side: int = 1280, upsample: int = 1, cnn: bool = False):
         if cnn:
             self.name = "dlib-cnn"
         super().__init__(threshold, max_side)
@@ -95,7 +96,6 @@ class DlibDetector(FaceDetector):
         self._landmarks68: Any = None
 
     def _detect(self, rgb: np.ndarray, want_kps: bool) -> list[Detection]:
-        import dlib
 
         if self.cnn is not None:
             found = [(d.rect, d.confidence) for d in self.cnn(rgb, self.upsample) if d.confidence >= self.threshold]
@@ -123,7 +123,7 @@ class DlibDetector(FaceDetector):
 class YuNetDetector(FaceDetector):
     name = "yunet"
 
-    def __init__(self, threshold: Optional[float] = None, max_side: int = 1280, model_path: Optional[str] = None):
+    def __init__(self, threshold: float | None = None, max_side: int = 1280, model_path: str | None = None):
         super().__init__(threshold, max_side)
         cv2 = _require("cv2", "faces")
         self.model_path = str(yunet_model(model_path))
@@ -147,7 +147,7 @@ class YuNetDetector(FaceDetector):
 class ScrfdDetector(FaceDetector):
     name = "scrfd"
 
-    def __init__(self, model_file: str, threshold: Optional[float] = None, max_side: int = 1280,
+    def __init__(self, model_file: str, threshold: float | None = None, max_side: int = 1280,
                  det_size: int = 640, ctx_id: int = -1):
         super().__init__(threshold, max_side)
         _require("insightface", "insightface")
@@ -167,8 +167,8 @@ class ScrfdDetector(FaceDetector):
         return out
 
 
-def make_detector(name: str, *, threshold: Optional[float] = None, max_side: int = 1280, upsample: int = 1,
-                  yunet_model_path: Optional[str] = None, scrfd_file: Optional[str] = None) -> FaceDetector:
+def make_detector(name: str, *, threshold: float | None = None, max_side: int = 1280, upsample: int = 1,
+                  yunet_model_path: str | None = None, scrfd_file: str | None = None) -> FaceDetector:
     if name == "dlib":
         return DlibDetector(threshold, max_side, upsample)
     if name == "dlib-cnn":

@@ -6,7 +6,8 @@ finishes the job: only references whose column is still empty are embedded (``fo
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +16,7 @@ from ..errors import VectorError
 from ..validation import sql_in
 from .base import Embedder, get_embedder
 
-Progress = Optional[Callable[[int], None]]
+Progress = Callable[[int], None] | None
 
 
 def add_embedder(library: Any, embedder: Any) -> Embedder:

@@ -11,9 +11,9 @@ pytest.importorskip("dlib")
 if importlib.util.find_spec("face_recognition_models") is None:
     pytest.skip("face_recognition_models is not installed", allow_module_level=True)
 
-from continuity.cli import app  # noqa: E402
-from memstore.store import Store  # noqa: E402
-from tests.memstore.test_embedders_clip import tiny_clip_config  # noqa: E402
+from continuity.cli import app
+from memstore.store import Store
+from tests.memstore.test_embedders_clip import tiny_clip_config
 
 FACE = "dlib_dlib_face_recognition_resnet_model_v1"
 HIST = "color_histogram_rgb8"

@@ -10,8 +10,8 @@ from PIL import Image, ImageOps
 
 pytest.importorskip("open_clip")
 
-from memstore.embedders import get_embedder  # noqa: E402
-from memstore.errors import EmbedderError, EmbedderMismatchError, MissingWeightsError  # noqa: E402
+from memstore.embedders import get_embedder
+from memstore.errors import EmbedderError, EmbedderMismatchError, MissingWeightsError
 
 TINY = {
     "embed_dim": 32,
@@ -129,7 +129,7 @@ def test_missing_weights_never_download(monkeypatch, tmp_path):
     with pytest.raises(EmbedderError, match="no pretrained tag 'nonsense'"):
         get_embedder({"type": "open-clip", "pretrained": "nonsense"}).load()
     with pytest.raises(EmbedderError, match="no architecture"):
-        get_embedder({"type": "open-clip", "model": "ViT-Nope", "pretrained": None}).ndims
+        _ = get_embedder({"type": "open-clip", "model": "ViT-Nope", "pretrained": None}).ndims
 
 
 def test_library_stores_clip_and_face_columns(clip, clip_dir, library, photos):
@@ -146,7 +146,7 @@ def test_library_stores_clip_and_face_columns(clip, clip_dir, library, photos):
     eileen = library.references("Eileen")
     for ref in eileen:
         assert set(ref.vectors) == {clip.column_name, face_col}
-        x0, y0, x1, y1 = ref.face_box
+        _, y0, _, y1 = ref.face_box
         assert 60 < y0 < y1 < 200 and 0.3 < ref.quality <= 1  # the face, not the suit or the flag
     assert {round(r.face_box[0]) for r in eileen} != {round(eileen[0].face_box[0])}  # flipped: box moved
     [cat] = library.references("Chelsea")

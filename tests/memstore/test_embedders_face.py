@@ -2,6 +2,7 @@
 ArcFace path with a small ArcFace-shaped ONNX model exported here."""
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -9,15 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-import importlib.util  # noqa: E402
-
 pytest.importorskip("dlib")
 if importlib.util.find_spec("face_recognition_models") is None:  # importing it needs pkg_resources
     pytest.skip("face_recognition_models is not installed", allow_module_level=True)
 
-from memstore.embedders import get_embedder  # noqa: E402
-from memstore.embedders.face_models import YUNET_DEFAULT  # noqa: E402
-from memstore.errors import EmbedderError, MissingWeightsError  # noqa: E402
+from memstore.embedders import get_embedder
+from memstore.errors import EmbedderError, MissingWeightsError
 
 
 def _iou(a, b) -> float:
@@ -137,7 +135,7 @@ def test_yunet_is_found_through_the_env_var(yunet_path, monkeypatch, faces):
         get_embedder({"type": "dlib", "detector": "yunet", "yunet_model": "/nonexistent/yunet.onnx"}).face_detector()
 
 
-def _export_arcface(path: Path, seed: int = 0, size: int = 112) -> "object":
+def _export_arcface(path: Path, seed: int = 0, size: int = 112) -> object:
     """A small network shaped like ArcFace (1x3x112x112 -> 1x512), exported to ONNX."""
     import torch
 
@@ -207,14 +205,14 @@ def test_insightface_spec_names_the_weights(arcface, tmp_path):
 
 def test_insightface_missing_or_wrong_models(tmp_path, arcface):
     with pytest.raises(MissingWeightsError) as err:
-        get_embedder({"type": "insightface", "model": "buffalo_l", "root": str(tmp_path)}).ndims
+        _ = get_embedder({"type": "insightface", "model": "buffalo_l", "root": str(tmp_path)}).ndims
     assert str(tmp_path / "models" / "buffalo_l") in str(err.value) and "recognition=" in str(err.value)
     with pytest.raises(MissingWeightsError, match="no file at"):
-        get_embedder({"type": "insightface", "recognition": str(tmp_path / "none.onnx")}).ndims
+        _ = get_embedder({"type": "insightface", "recognition": str(tmp_path / "none.onnx")}).ndims
     wrong = tmp_path / "small.onnx"
     _export_arcface(wrong, size=64)  # 64x64 input: not something insightface routes to ArcFace
     with pytest.raises(EmbedderError, match="not an ArcFace"):
-        get_embedder({"type": "insightface", "recognition": str(wrong), "detector": "dlib"}).ndims
+        _ = get_embedder({"type": "insightface", "recognition": str(wrong), "detector": "dlib"}).ndims
     with pytest.raises(MissingWeightsError, match="buffalo_l.*not found"):  # SCRFD comes from a pack
         get_embedder({"type": "insightface", "recognition": str(arcface[0]), "detector": "scrfd",
                       "root": str(tmp_path)}).face_detector()

@@ -11,8 +11,8 @@ pytest.importorskip("dlib")
 if importlib.util.find_spec("face_recognition_models") is None:
     pytest.skip("face_recognition_models is not installed", allow_module_level=True)
 
-from memstore.errors import InvalidInputError  # noqa: E402
-from memstore.image_search import ImageMatch, search_by_image  # noqa: E402
+from memstore.errors import InvalidInputError
+from memstore.image_search import ImageMatch, search_by_image
 
 FACE = "dlib_dlib_face_recognition_resnet_model_v1"
 HIST = "color_histogram_rgb8"

@@ -6,10 +6,10 @@ import pytest
 
 pytest.importorskip("open_clip")
 
-from memstore.embedders import get_embedder  # noqa: E402
-from memstore.errors import EmbedderError, InvalidInputError  # noqa: E402
-from memstore.tokens import OpenClipTokenEncoder, TokenCache  # noqa: E402
-from tests.memstore.test_embedders_clip import TINY_TOKENS, tiny_clip_config  # noqa: E402
+from memstore.embedders import get_embedder
+from memstore.errors import EmbedderError, InvalidInputError
+from memstore.tokens import OpenClipTokenEncoder, TokenCache
+from tests.memstore.test_embedders_clip import TINY_TOKENS, tiny_clip_config
 
 
 class Counting:
@@ -144,9 +144,8 @@ def test_put_get_and_bad_input_leave_the_cache_unchanged(filled, store, clip):
 def test_hf_clip_vision_encoder_fits_the_signature(filled):
     """The diffusers adapters' own encoder (transformers CLIPVision) goes through the same verb."""
     pytest.importorskip("transformers")
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
     import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
     model = CLIPVisionModelWithProjection(CLIPVisionConfig(
