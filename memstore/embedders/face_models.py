@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Optional
 
 from ..errors import MissingExtraError, MissingWeightsError
 
@@ -41,7 +40,7 @@ def dlib_model(filename: str) -> Path:
     return path
 
 
-def yunet_candidates(explicit: Optional[str] = None) -> list[Path]:
+def yunet_candidates(explicit: str | None = None) -> list[Path]:
     paths = []
     if explicit:
         paths.append(Path(explicit).expanduser())
@@ -51,7 +50,7 @@ def yunet_candidates(explicit: Optional[str] = None) -> list[Path]:
     return paths
 
 
-def yunet_model(explicit: Optional[str] = None) -> Path:
+def yunet_model(explicit: str | None = None) -> Path:
     """The YuNet ONNX file: the explicit path when given (it must exist), else the env var, else shared/."""
     candidates = yunet_candidates(explicit)
     if explicit:
