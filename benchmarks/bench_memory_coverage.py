@@ -7,9 +7,11 @@ window, arXiv 2512.19539) and ``relevant`` (this project's entity-covering polic
 shot's entities as the retriever's prediction).
 
 Stories:
-- the annotated ST-Bench stories of the retrieval benchmark (``benchmarks/data/st_bench/*.json``,
-  our annotations; the story text stays in ../shared and is not needed here), each shot's
-  annotated entities written back as one keyframe per shot;
+- the annotated ST-Bench stories of the retrieval benchmark (``benchmarks/data/st_bench_annotations.json``,
+  our annotations), each shot's annotated entities written back as one keyframe per shot. The
+  ``relevant`` policy runs twice there: given the annotated entities (oracle) and given what the
+  real Retriever predicts from the shot prompt with story context (the prompts are read from
+  ../shared; that variant is skipped when it is absent);
 - a synthetic long story: 240 shots, 8 recurring characters each absent for long stretches,
   4 locations; seeded, described in ``synthetic_story``.
 
@@ -32,7 +34,8 @@ from retrieval.memory import group_frames, select_memory  # noqa: E402
 
 BUDGETS = (4, 8, 10)
 POLICIES = ("sink_recent", "relevant")
-ANNOTATIONS = ROOT / "benchmarks" / "data" / "st_bench"
+ANNOTATIONS = ROOT / "benchmarks" / "data" / "st_bench_annotations.json"
+SHARED = ROOT.parent / "shared" / "data" / "st-bench"
 
 
 def synthetic_story(shots: int = 240, characters: int = 8, locations: int = 4, seed: int = 0) -> list[list[str]]:
@@ -62,31 +65,61 @@ def synthetic_story(shots: int = 240, characters: int = 8, locations: int = 4, s
     return plan
 
 
-def load_annotated() -> dict[str, list[list[str]]]:
-    stories = {}
-    for path in sorted(ANNOTATIONS.glob("*.json")) if ANNOTATIONS.is_dir() else []:
-        data = json.loads(path.read_text())
-        shots = data.get("shots") or []
-        plan = []
-        for shot in shots:
-            names = shot.get("entities") if isinstance(shot, dict) else shot
-            plan.append([str(n) for n in names or []])
-        if plan:
-            stories[data.get("story", path.stem)] = plan
-    return stories
+def load_annotated() -> dict[str, dict]:
+    """story name -> {"shots": per-shot entity names, "locations": location names, "entities": [...]}."""
+    if not ANNOTATIONS.exists():
+        return {}
+    data = json.loads(ANNOTATIONS.read_text())
+    out = {}
+    for name, story in data["stories"].items():
+        locations = {e["name"] for e in story["entities"] if e["kind"] == "location"}
+        out[name] = {"shots": [list(s) for s in story["shots"]], "locations": locations, "entities": story["entities"]}
+    return out
 
 
-def replay(plan: list[list[str]], policy: str, budget: int) -> dict[str, float]:
-    """Each shot writes one keyframe showing its entities; memory for shot i sees shots < i."""
+def retriever_predictions(name: str, story: dict) -> list[list[str]] | None:
+    """What the Retriever predicts per shot from the prompts (with story context), or None
+    without ../shared."""
+    import shutil
+    import tempfile
+
+    if not (SHARED / f"{name}.json").exists():
+        return None
+    from continuity.story import load_story
+    from memstore.store import Store
+    from retrieval import Retriever, ShotQuery, StoryContext
+
+    script = load_story(SHARED / f"{name}.json")
+    root = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    try:
+        library = Store.init(root / "db").library("bench")
+        library.configure(embedders=[])
+        for e in story["entities"]:
+            library.register(e["name"], e["kind"], aliases=e.get("aliases", []), description=e.get("description", ""))
+        retriever, context, out = Retriever(library), StoryContext(), []
+        for index, _scene, shot in script.iter_shots():
+            result = retriever.retrieve(ShotQuery(prompt=shot.prompt, story_id=script.id, shot_index=index, cut=shot.cut), context)
+            context.update(result)
+            out.append(result.names())
+        return out
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def replay(plan: list[list[str]], policy: str, budget: int, *, locations: set[str] | None = None,
+           predicted: list[list[str]] | None = None) -> dict[str, float]:
+    """Each shot writes one keyframe showing its (true) entities; memory for shot i sees shots < i
+    and is chosen given ``predicted[i]`` (default: the true entities, an oracle)."""
+    is_location = (lambda e: e in locations) if locations is not None else (lambda e: e.startswith("loc"))
     refs: list[Reference] = []
     covered = coverable = 0
     entity_hits = entity_total = 0
     seen: set[str] = set()
     for i, needed in enumerate(plan):
         frames = group_frames(refs)
-        locations = [e for e in needed if e.startswith("loc") or e.lower().startswith("location:")]
-        chosen = select_memory(policy, frames, entity_ids=needed, location_id=locations[0] if locations else None,
-                               budget=budget)
+        guess = predicted[i] if predicted is not None else needed
+        place = [e for e in guess if is_location(e)]
+        chosen = select_memory(policy, frames, entity_ids=guess, location_id=place[0] if place else None, budget=budget)
         in_memory = set().union(*[f.entity_ids for f, _ in chosen]) if chosen else set()
         needed_set = set(needed)
         if needed_set <= seen:
@@ -108,36 +141,51 @@ def replay(plan: list[list[str]], policy: str, budget: int) -> dict[str, float]:
 
 def main() -> dict:
     started = time.perf_counter()
-    stories = {f"st-bench/{k}": v for k, v in load_annotated().items()}
-    stories["synthetic-240"] = synthetic_story()
-    results: dict = {"budgets": list(BUDGETS), "policies": list(POLICIES), "stories": {}, "mean": {}}
-    for name, plan in stories.items():
-        results["stories"][name] = {
-            policy: {str(b): replay(plan, policy, b) for b in BUDGETS} for policy in POLICIES
-        }
-    for group, names in (("st-bench", [n for n in stories if n.startswith("st-bench/")]), ("synthetic", ["synthetic-240"])):
+    results: dict = {"budgets": list(BUDGETS), "stories": {}, "mean": {}}
+    variants: dict[str, list[str]] = {}
+    for name, story in load_annotated().items():
+        plan, locations = story["shots"], story["locations"]
+        row = {p: {str(b): replay(plan, p, b, locations=locations) for b in BUDGETS} for p in POLICIES}
+        row["relevant"] = row.pop("relevant")
+        predicted = retriever_predictions(name, story)
+        if predicted is not None:
+            row["relevant_retriever"] = {str(b): replay(plan, "relevant", b, locations=locations, predicted=predicted) for b in BUDGETS}
+        results["stories"][f"st-bench/{name}"] = row
+    synthetic = synthetic_story()
+    row = {p: {str(b): replay(synthetic, p, b) for b in BUDGETS} for p in POLICIES}
+    # an imperfect retriever: each needed entity missed with probability 0.2 (seeded)
+    rng = np.random.default_rng(1)
+    noisy = [[e for e in shot if rng.random() >= 0.2] for shot in synthetic]
+    row["relevant_noisy_20pct_miss"] = {str(b): replay(synthetic, "relevant", b, predicted=noisy) for b in BUDGETS}
+    results["stories"]["synthetic-240"] = row
+    groups = {"st-bench": [n for n in results["stories"] if n.startswith("st-bench/")], "synthetic": ["synthetic-240"]}
+    for group, names in groups.items():
         if not names:
             continue
+        policies = sorted({p for n in names for p in results["stories"][n]}, key=lambda p: (p != "sink_recent", p))
         results["mean"][group] = {
-            policy: {
-                str(b): round(float(np.mean([results["stories"][n][policy][str(b)]["fully_covered_share"] or 0.0 for n in names])), 4)
+            p: {
+                str(b): round(float(np.mean([results["stories"][n][p][str(b)]["fully_covered_share"] or 0.0
+                                             for n in names if p in results["stories"][n]])), 4)
                 for b in BUDGETS
             }
-            for policy in POLICIES
+            for p in policies
         }
     results["notes"] = (
         "fully_covered_share: share of shots (whose entities all appeared before) with every needed entity in memory. "
-        "relevant is given the shot's annotated entities as the retriever's prediction (oracle); "
-        "ST-Bench plans are our annotations in benchmarks/data/st_bench/."
+        "relevant: given the shot's annotated entities (oracle); relevant_retriever: given the Retriever's predictions "
+        "from the prompt with story context. ST-Bench plans are our annotations (benchmarks/data/st_bench_annotations.json); "
+        "synthetic-240 is made by synthetic_story() with seed 0; relevant_noisy_20pct_miss gives the policy predictions "
+        "that miss each needed entity with probability 0.2."
     )
     results["seconds"] = round(time.perf_counter() - started, 2)
     out = ROOT / "benchmarks" / "results" / "memory_coverage.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
-    print(f"{'story group':<14} {'policy':<12} " + " ".join(f"budget {b:>2}" for b in BUDGETS))
+    print(f"{'story group':<12} {'policy':<20} " + " ".join(f"budget {b:>2}" for b in BUDGETS))
     for group, by_policy in results["mean"].items():
         for policy, by_budget in by_policy.items():
-            print(f"{group:<14} {policy:<12} " + " ".join(f"{by_budget[str(b)]:>9.3f}" for b in BUDGETS))
+            print(f"{group:<12} {policy:<20} " + " ".join(f"{by_budget[str(b)]:>9.3f}" for b in BUDGETS))
     print(f"wrote {out}")
     return results
 
