@@ -15,6 +15,11 @@ Rows are bulk-loaded as pyarrow batches of 100k straight into the entities and r
 Searches run one query at a time on one FAISS thread (builds use all). Recall@10 is against exact inner-product neighbours computed with numpy. The IVF nprobe / HNSW
 efSearch is the smallest of a sweep reaching recall@10 >= 0.95 on the raw FAISS index.
 
+These clusters are well separated, which favours IVF (a query's neighbours sit in one or two
+lists). A harder regime, noise twice the centre's norm so clusters overlap heavily, is added to
+the same file under ``hard_overlapping_clusters``:
+``... --sizes 1000000 --noise 2.0 --merge-as hard_overlapping_clusters``.
+
 Run: ``.venv/bin/python -m benchmarks.bench_retrieval_scale [--sizes 10000 100000 1000000]``
 Writes benchmarks/results/retrieval_scale.json.
 """
@@ -52,11 +57,11 @@ def peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def clustered(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
+def clustered(rng: np.random.Generator, centres: np.ndarray, n: int, noise: float = NOISE) -> np.ndarray:
     out = np.empty((n, DIM), np.float32)
     for start in range(0, n, BATCH):
         m = min(BATCH, n - start)
-        x = centres[rng.integers(0, len(centres), m)] + NOISE * rng.standard_normal((m, DIM), dtype=np.float32)
+        x = centres[rng.integers(0, len(centres), m)] + noise * rng.standard_normal((m, DIM), dtype=np.float32)
         out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
@@ -152,7 +157,7 @@ def recall(found: Sequence[Sequence[int]], truth: np.ndarray) -> float:
     return round(float(np.mean(hits)), 4)
 
 
-def run_size(n: int, seed: int = 0) -> dict[str, Any]:
+def run_size(n: int, seed: int = 0, noise: float = NOISE) -> dict[str, Any]:
     import faiss
 
     from memstore.index import faiss_inner
@@ -167,12 +172,12 @@ def run_size(n: int, seed: int = 0) -> dict[str, Any]:
         store = Store.init(root / "db")
         emb = synthetic_embedder()
         column = store.ensure_vector_column(emb)
-        vectors = clustered(rng, centres, n)
+        vectors = clustered(rng, centres, n, noise)
         t = time.perf_counter()
         result["entities"] = bulk_load(store, "bench", vectors, rng, column)
-        bulk_load(store, "other", clustered(rng, centres, n // 10), rng, column)
+        bulk_load(store, "other", clustered(rng, centres, n // 10, noise), rng, column)
         result["bulk_load_s"] = round(time.perf_counter() - t, 2)
-        queries = clustered(rng, centres, QUERIES)
+        queries = clustered(rng, centres, QUERIES, noise)
         keys = store.references.to_lance().to_table(columns=["key"], filter="library = 'bench'").column("key").to_numpy()
         # rows were written in order, so row i of `vectors` has key keys[i]
         truth_rows = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
@@ -233,7 +238,7 @@ def run_size(n: int, seed: int = 0) -> dict[str, Any]:
         n_lance = 50 if n <= 100_000 else 20
         times, outs = timed(
             lambda q: [r["key"] for r in table.search(q, vector_column_name=column).distance_type("dot")
-                       .where("library = 'bench'", prefilter=True).select(["key"]).limit(10).to_list()],
+                       .where("library = 'bench'", prefilter=True).select(["key", "_distance"]).limit(10).to_list()],
             queries[:n_lance],
         )
         result["lance_exact"] = {"recall@10": recall(outs, truth[:n_lance]), **stats(times)}
@@ -251,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--noise", type=float, default=NOISE)
+    parser.add_argument("--merge-as", default=None,
+                        help="add this run to the existing --out file under this key instead of replacing it")
     args = parser.parse_args(argv)
     import faiss
 
@@ -259,18 +267,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "benchmark": "retrieval_scale",
         "machine": {"cpus": os.cpu_count(), "faiss_threads": faiss.omp_get_max_threads(), "python": platform.python_version(),
                     "faiss": faiss.__version__},
-        "vectors": f"{DIM}-d, {CENTRES} N(0,I) centres + {NOISE}*N(0,I) noise, L2-normalised, seed 0",
+        "vectors": f"{DIM}-d, {CENTRES} N(0,I) centres + {args.noise}*N(0,I) noise, L2-normalised, seed 0",
         "goals": "p50 <= 2 ms at 1M with recall@10 >= 0.95; retrieve <= 1.5x raw FAISS p50 at the same recall",
         "sizes": [],
     }
     for n in args.sizes:
         print(f"size {n} ...", flush=True)
-        row = run_size(n)
+        row = run_size(n, noise=args.noise)
         print(json.dumps({k: v for k, v in row.items() if k != "sweep"}), flush=True)
         report["sizes"].append(row)
     report["total_s"] = round(time.perf_counter() - started, 1)
     report["peak_rss_gib"] = round(peak_gib(), 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge_as:
+        base = json.loads(args.out.read_text()) if args.out.exists() else {}
+        base[args.merge_as] = report
+        report = base
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
     return report
