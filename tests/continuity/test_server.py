@@ -372,6 +372,26 @@ def test_export_download_imports_into_another_store(shared, images, tmp_path):
     assert not any((p / "default.continuity").exists() for p in leftovers)  # temp archive deleted after sending
 
 
+def test_concurrent_registers_and_queries_all_land(client, retriever_present):
+    """The server runs handlers in a thread pool: writes from several threads must all commit,
+    and queries running beside them must see each finished entity."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    def work(i):
+        pixels = np.random.default_rng(i).integers(0, 255, (24, 24, 3), dtype=np.uint8)
+        r = register(client, f"Prop {i}", "prop", files=[("p.png", encode(pixels, "PNG"), "image/png")])
+        q = client.post("/libraries/default/query", json={"prompt": f"Prop {i} on a table", "k": 3})
+        return r.status_code, q.status_code, [h["name"] for h in q.json()["hits"]]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, range(8)))
+    assert [(r, q) for r, q, _ in results] == [(201, 200)] * 8
+    assert all(hits[:1] == [f"Prop {i}"] for i, (_, _, hits) in enumerate(results))
+    assert counts(client) == {"entities": 8, "references": 8}
+
+
 # --- the command ---------------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
