@@ -114,8 +114,9 @@ class VectorIndex:
         folder = store.index_dir() / library
         self.path = folder / f"{column}.faiss"
         self.meta_path = folder / f"{column}.json"
-        self.keys_path = folder / f"{column}.keys.npy"
-        self.entities_path = folder / f"{column}.entities.npy"
+        # keys, kinds, entity codes and entity ids in ONE file: written by one atomic rename, so a
+        # reader can never pair the keys of one save with the entity list of another
+        self.keys_path = folder / f"{column}.sidecar.npz"
         self.index: Any = None
         self.keys = np.zeros(0, dtype=np.int64)
         self.kinds = np.zeros(0, dtype=np.int8)
@@ -257,8 +258,7 @@ class VectorIndex:
         # Write each file to a temp name and rename, meta last: a reader never sees a torn index.
         for target, write in (
             (self.path, lambda p: faiss.write_index(self.index, str(p))),
-            (self.keys_path, lambda p: np.save(p, np.stack([self.keys, self.kinds.astype(np.int64), self.entity_codes.astype(np.int64)]))),
-            (self.entities_path, lambda p: np.save(p, np.array(self.entity_ids, dtype="S64"))),
+            (self.keys_path, lambda p: _save_sidecar(p, self.keys, self.kinds, self.entity_codes, self.entity_ids)),
             (self.meta_path, lambda p: Path(p).write_text(json.dumps(meta))),
         ):
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=target.suffix)
@@ -279,15 +279,17 @@ class VectorIndex:
             if meta.get("spec") != spec or meta.get("dim") != self.dim:
                 return
             index = faiss.read_index(str(self.path))
-            both = np.load(self.keys_path)
-            if both.shape[0] < 3:
-                return  # saved by a version without the entity sidecar: rebuild
-            keys, kinds, codes = both[0].astype(np.int64), both[1].astype(np.int8), both[2].astype(np.int32)
-            entity_ids = [e.decode() for e in np.load(self.entities_path).tolist()]
+            with np.load(self.keys_path, allow_pickle=False) as side:
+                keys = side["keys"].astype(np.int64)
+                kinds = side["kinds"].astype(np.int8)
+                codes = side["codes"].astype(np.int32)
+                entity_ids = [e.decode() for e in side["entity_ids"].tolist()]
             if index.ntotal != len(keys) or meta.get("count") != len(keys):
                 return  # files from different saves: rebuild
             if len(codes) and int(codes.max()) >= len(entity_ids):
                 return
+            if hasattr(index, "id_map") and not np.array_equal(faiss.vector_to_array(index.id_map), keys):
+                return  # the FAISS file and the sidecar come from different saves: rebuild
         except (OSError, ValueError, KeyError, RuntimeError, IndexError):
             return
         self.index, self.keys, self.kinds, self.entity_codes = index, keys, kinds, codes
@@ -372,6 +374,12 @@ class VectorIndex:
     @property
     def ntotal(self) -> int:
         return 0 if self.index is None else int(self.index.ntotal)
+
+
+def _save_sidecar(path: str, keys: np.ndarray, kinds: np.ndarray, codes: np.ndarray, entity_ids: list[str]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a bare temp name
+        np.savez(f, keys=keys, kinds=kinds.astype(np.int8), codes=codes.astype(np.int32),
+                 entity_ids=np.array(entity_ids, dtype="S64"))
 
 
 def faiss_inner(index: Any) -> Any:

@@ -45,13 +45,19 @@ def test_sidecar_in_step_after_append_delete_and_reopen(tmp_path):
     assert reopened.entity_of(ids[0]) == [lib.get("Cara").id]
 
 
-def test_old_index_files_without_sidecar_are_rebuilt(tmp_path):
+def test_missing_or_mismatched_sidecar_is_rebuilt(tmp_path):
     store = Store.init(tmp_path / "db")
-    store.library("default").register("Aria", "character", images=[image(1)])
+    store.library("default").register("Aria", "character", images=[image(1), image(2)])
     index = store.index("default", COL)
-    np.save(index.keys_path, np.stack([index.keys, index.kinds.astype(np.int64)]))  # the old two-row format
+    index.keys_path.unlink()  # e.g. files of an older version
     fresh = Store.open(tmp_path / "db").index("default", COL)
     assert fresh.rebuilds == 1 and sidecar(fresh) == truth(store)
+    # a sidecar from another save (same count, other keys) must not be paired with this FAISS file
+    from memstore.index import _save_sidecar
+
+    _save_sidecar(str(fresh.keys_path), fresh.keys[::-1] + 1, fresh.kinds, fresh.entity_codes, fresh.entity_ids)
+    again = Store.open(tmp_path / "db").index("default", COL)
+    assert again.rebuilds == 1 and sidecar(again) == truth(store)
 
 
 @pytest.mark.parametrize("count, expected", [(10, "Flat"), (50_000, "Flat"), (100_000, "HNSW32,Flat"),
