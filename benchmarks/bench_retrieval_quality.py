@@ -17,8 +17,9 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "st-bench"
@@ -54,7 +55,7 @@ def evaluate_story(name: str, annotation: dict[str, Any], shared: Path = SHARED)
         retriever = Retriever(library)
         out: dict[str, Any] = {"shots": len(shots)}
         for mode in ("with_context", "without_context"):
-            context: Optional[StoryContext] = StoryContext() if mode == "with_context" else None
+            context: StoryContext | None = StoryContext() if mode == "with_context" else None
             rows = []
             for (index, _scene, shot), truth in zip(shots, annotation["shots"]):
                 query = ShotQuery(prompt=shot.prompt, story_id=script.id, shot_index=index, cut=shot.cut)

@@ -34,8 +34,9 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -153,7 +154,7 @@ def stats(times: Sequence[float]) -> dict[str, float]:
 
 
 def recall(found: Sequence[Sequence[int]], truth: np.ndarray) -> float:
-    hits = [len(set(int(x) for x in f[:10]) & set(truth[i, :10].tolist())) / 10 for i, f in enumerate(found)]
+    hits = [len({int(x) for x in f[:10]} & set(truth[i, :10].tolist())) / 10 for i, f in enumerate(found)]
     return round(float(np.mean(hits)), 4)
 
 
@@ -208,7 +209,7 @@ def run_size(n: int, seed: int = 0, noise: float = NOISE) -> dict[str, Any]:
                 params = faiss.SearchParametersHNSW(efSearch=value)
             else:
                 params = faiss.SearchParameters()
-            times, outs = timed(lambda q: index.index.search(q[None, :], 10, params=params)[1][0], queries)
+            times, outs = timed(lambda q, p=params: index.index.search(q[None, :], 10, params=p)[1][0], queries)
             row = {"value": value, "recall@10": recall(outs, truth), **stats(times)}
             sweep.append(row)
             if chosen is None and row["recall@10"] >= 0.95:
@@ -244,7 +245,6 @@ def run_size(n: int, seed: int = 0, noise: float = NOISE) -> dict[str, Any]:
         result["lance_exact"] = {"recall@10": recall(outs, truth[:n_lance]), **stats(times)}
         result["peak_rss_gib_so_far"] = round(peak_gib(), 2)
         faiss.omp_set_num_threads(threads)
-        del vectors, index, retriever
         store.forget_indexes()
     finally:
         shutil.rmtree(root, ignore_errors=True)

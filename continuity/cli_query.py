@@ -2,15 +2,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from .cli_common import DbOption, JsonOption, LibraryOption, console, fail, handle_errors, open_library, print_json
+from .cli_common import (
+    DbOption,
+    JsonOption,
+    LibraryOption,
+    console,
+    fail,
+    handle_errors,
+    open_library,
+    print_json,
+)
 
 
-def _replay(retriever: Any, story_path: Path, shot: int, prompt: Optional[str]) -> tuple[Any, Any]:
+def _replay(retriever: Any, story_path: Path, shot: int, prompt: str | None) -> tuple[Any, Any]:
     """Replay the story's context up to shot ``shot`` (1-based, global) and return its query and context."""
     from retrieval import ShotQuery, StoryContext
 
@@ -48,15 +57,15 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def query(
-        prompt: Optional[str] = typer.Argument(None, help="The shot prompt (with --story: overrides that shot's prompt)."),
-        story: Optional[Path] = typer.Option(None, "--story", help="Story script; replays its context up to --shot."),
-        shot: Optional[int] = typer.Option(None, "--shot", help="1-based shot number in the story (with --story)."),
+        prompt: str | None = typer.Argument(None, help="The shot prompt (with --story: overrides that shot's prompt)."),
+        story: Path | None = typer.Option(None, "--story", help="Story script; replays its context up to --shot."),
+        shot: int | None = typer.Option(None, "--shot", help="1-based shot number in the story (with --story)."),
         k: int = typer.Option(8, "--k", help="At most this many entities."),
         references: int = typer.Option(2, "--references", help="References per entity."),
-        era: Optional[str] = typer.Option(None, "--era", help="Version label of the references to prefer."),
-        image: Optional[Path] = typer.Option(None, "--image", help="Also search by this image."),
+        era: str | None = typer.Option(None, "--era", help="Version label of the references to prefer."),
+        image: Path | None = typer.Option(None, "--image", help="Also search by this image."),
         library: str = LibraryOption,
-        db: Optional[str] = DbOption,
+        db: str | None = DbOption,
         as_json: bool = JsonOption,
     ) -> None:
         """Show which blueprints a shot prompt retrieves, with scores and reasons."""

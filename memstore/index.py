@@ -21,12 +21,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from .errors import InvalidInputError, VectorError
-from .validation import KINDS, sql_in, sql_str
+from .validation import KINDS, sql_str
 
 AUTO_HNSW_ABOVE = 50_000
 AUTO_IVF_ABOVE = 250_000
@@ -63,12 +63,12 @@ class VersionWatch:
         self.store = store
         self.name = name
         self._table: Any = None
-        self._folder: Optional[Path] = None
+        self._folder: Path | None = None
         if getattr(store, "_local", False):
             from .store import _local_path
 
             self._folder = _local_path(store.uri) / f"{name}.lance" / "_versions"
-        self._seen: Optional[tuple[int, int]] = None  # (mtime_ns, version)
+        self._seen: tuple[int, int] | None = None  # (mtime_ns, version)
 
     def version(self) -> int:
         mtime = None
@@ -86,7 +86,7 @@ class VersionWatch:
             self._table = self.store.table(self.name)
         try:
             version = int(self._table.version)
-        except Exception:  # the table was dropped and made again: open it anew
+        except Exception:  # noqa: BLE001 - lance raises several types here; the table was dropped and made again: open it anew
             self._table = self.store.table(self.name)
             version = int(self._table.version)
         if mtime is not None:
@@ -98,7 +98,7 @@ class VectorIndex:
     """One FAISS index; use :meth:`Store.index` to get one that is in step."""
 
     def __init__(
-        self, store: Any, library: str, column: str, *, factory: str = "auto", params: Optional[dict[str, Any]] = None
+        self, store: Any, library: str, column: str, *, factory: str = "auto", params: dict[str, Any] | None = None
     ):
         self.store = store
         self.library = library
@@ -124,9 +124,9 @@ class VectorIndex:
         self.entity_codes = np.zeros(0, dtype=np.int32)
         self.entity_ids: list[str] = []
         self._entity_code: dict[str, int] = {}
-        self._row_of: Optional[tuple[np.ndarray, np.ndarray]] = None
-        self.version: Optional[int] = None
-        self.built_factory: Optional[str] = None
+        self._row_of: tuple[np.ndarray, np.ndarray] | None = None
+        self.version: int | None = None
+        self.built_factory: str | None = None
         self._selectors: dict[str, Any] = {}
         self._param_cache: dict[tuple[Any, ...], tuple[Any, Any]] = {}
         self.rebuilds = 0
@@ -152,7 +152,7 @@ class VectorIndex:
             out[i] = code
         return out
 
-    def _vectors_for(self, keys: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _vectors_for(self, keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         lance = self.store.references.to_lance()
         columns = ["key", "kind", "entity_id", self.column]
         parts = []
@@ -250,7 +250,7 @@ class VectorIndex:
         meta = {
             "lance_version": self.version,
             "factory": self.built_factory,
-            "count": int(len(self.keys)),
+            "count": len(self.keys),
             "dim": self.dim,
             "column": self.column,
             "spec": self.store.vector_columns()[self.column]["spec"],
@@ -308,9 +308,8 @@ class VectorIndex:
             self._selectors[kind] = (faiss.IDSelectorBatch(wanted), wanted)  # keep the array alive
         return self._selectors[kind][0]
 
-    def search(self, queries: Any, k: int = 10, *, kind: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: Any, k: int = 10, *, kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) like FAISS: ``queries`` is one vector or an (n, dim) array."""
-        import faiss
 
         q = np.asarray(queries, dtype=np.float32)
         if q.ndim == 1:
@@ -331,7 +330,7 @@ class VectorIndex:
         scores, ids = self.index.search(q, k, params=params)
         return scores, ids
 
-    def _params(self, kind: Optional[str], k: int) -> Any:
+    def _params(self, kind: str | None, k: int) -> Any:
         """Search parameters, made once per (kind, efSearch) and reused: building them per query
         costs more than an HNSW search of 100k vectors takes."""
         import faiss
@@ -367,7 +366,7 @@ class VectorIndex:
         codes = self.entity_codes[rows[pos]].astype(np.int64)
         return np.where(sorted_keys[pos] == wanted, codes, -1)
 
-    def entity_of(self, ids: Any) -> list[Optional[str]]:
+    def entity_of(self, ids: Any) -> list[str | None]:
         """Entity id of each FAISS id (None for -1 or a key the index does not hold)."""
         return [self.entity_ids[c] if c >= 0 else None for c in self.entity_codes_of(ids).tolist()]
 

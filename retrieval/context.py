@@ -11,25 +11,20 @@ Call :meth:`StoryContext.update` with each shot's result, in story order.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from memstore.schema import Entity
 
-MALE = frozenset("he him his himself man men boy boys gentleman guy king prince father dad son brother husband "
-                 "uncle grandfather mr sir lord male monk wizard".split())
-FEMALE = frozenset("she her hers herself woman women girl girls lady queen princess mother mom daughter sister "
-                   "wife aunt grandmother mrs ms miss madam female witch".split())
+MALE = frozenset(["he", "him", "his", "himself", "man", "men", "boy", "boys", "gentleman", "guy", "king", "prince", "father", "dad", "son", "brother", "husband", "uncle", "grandfather", "mr", "sir", "lord", "male", "monk", "wizard"])
+FEMALE = frozenset(["she", "her", "hers", "herself", "woman", "women", "girl", "girls", "lady", "queen", "princess", "mother", "mom", "daughter", "sister", "wife", "aunt", "grandmother", "mrs", "ms", "miss", "madam", "female", "witch"])
 PRONOUNS = {"he": "male", "him": "male", "his": "male", "himself": "male",
             "she": "female", "her": "female", "hers": "female", "herself": "female",
             "they": "plural", "them": "plural", "their": "plural", "themselves": "plural"}
 #: head nouns of definite descriptions that may name a cast member ("the queen", "the old man")
 ROLE_NOUNS = frozenset(
-    "man woman boy girl child kid king queen prince princess knight soldier guard detective doctor scientist "
-    "teacher student robot dog cat puppy kitten bird horse monkey astronaut explorer captain artist painter "
-    "stranger hero heroine villain wizard witch monk lady gentleman mother father son daughter "
-    "brother sister husband wife grandmother grandfather boss officer sailor pilot chef farmer creature "
-    "alien mermaid fox wolf dragon baby".split()
+    ["man", "woman", "boy", "girl", "child", "kid", "king", "queen", "prince", "princess", "knight", "soldier", "guard", "detective", "doctor", "scientist", "teacher", "student", "robot", "dog", "cat", "puppy", "kitten", "bird", "horse", "monkey", "astronaut", "explorer", "captain", "artist", "painter", "stranger", "hero", "heroine", "villain", "wizard", "witch", "monk", "lady", "gentleman", "mother", "father", "son", "daughter", "brother", "sister", "husband", "wife", "grandmother", "grandfather", "boss", "officer", "sailor", "pilot", "chef", "farmer", "creature", "alien", "mermaid", "fox", "wolf", "dragon", "baby"]
 )
 _WORD = re.compile(r"[^\W_]+")
 _DEFINITE = re.compile(r"\b(?:the|this|that)((?:\s+[a-z]+){1,3})", re.IGNORECASE)
@@ -39,7 +34,7 @@ def _words(text: str) -> list[str]:
     return [w.casefold() for w in _WORD.findall(text)]
 
 
-def gender_of(entity: Entity) -> Optional[str]:
+def gender_of(entity: Entity) -> str | None:
     """'male', 'female' or None, from attributes first, then aliases and description words."""
     attr = str(entity.attributes.get("gender", "") or entity.attributes.get("sex", "")).casefold()
     if attr in ("male", "man", "m", "boy"):
@@ -73,7 +68,7 @@ class StoryContext:
     """Who and where, from shot to shot. Mutable on purpose: one per story run."""
 
     on_screen: list[str] = field(default_factory=list)  # character ids of the previous shot
-    location: Optional[str] = None  # location id of the previous shot
+    location: str | None = None  # location id of the previous shot
     recent: list[str] = field(default_factory=list)  # characters, most recently seen first
     shots: int = 0
 

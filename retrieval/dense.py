@@ -9,8 +9,9 @@ those by cosine. Nothing here imports torch; the embedder loads its model when f
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from memstore.schema import Entity
 class DenseHit:
     entity_id: str
     score: float  # cosine similarity in [-1, 1]
-    reference_key: Optional[int] = None  # the best-matching reference (text -> image)
+    reference_key: int | None = None  # the best-matching reference (text -> image)
 
 
 def text_capable(embedder: Any) -> bool:
@@ -33,7 +34,7 @@ def embed_prompt(embedder: Any, prompt: str) -> np.ndarray:
     return vec / max(float(np.linalg.norm(vec)), 1e-12)
 
 
-def search_images(index: Any, query: np.ndarray, *, k: int, kind: Optional[str] = None) -> list[DenseHit]:
+def search_images(index: Any, query: np.ndarray, *, k: int, kind: str | None = None) -> list[DenseHit]:
     """Entities whose references are nearest the query vector, best reference per entity."""
     if index is None or index.ntotal == 0:
         return []

@@ -12,8 +12,8 @@ stories (bean, cat) and checked on the other annotated ones (benchmarks/bench_re
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class Evidence:
     reasons: list[str] = field(default_factory=list)
     raw: dict[str, float] = field(default_factory=dict)  # signal -> raw value, for Hit.signals
 
-    def add(self, signal: str, evidence: float, reason: str, raw: Optional[float] = None) -> None:
+    def add(self, signal: str, evidence: float, reason: str, raw: float | None = None) -> None:
         evidence = float(np.clip(evidence, 0.0, 1.0))
         if evidence <= self.terms.get(signal, 0.0):
             return
@@ -104,7 +104,7 @@ def apply_budgets(
     return sorted(out, key=lambda t: -t[2])
 
 
-def mmr(relevance: Sequence[float], vectors: Optional[np.ndarray], n: int, *, lam: float = 0.7) -> list[int]:
+def mmr(relevance: Sequence[float], vectors: np.ndarray | None, n: int, *, lam: float = 0.7) -> list[int]:
     """Maximal marginal relevance: indices of ``n`` items, each maximising
     lam * relevance - (1 - lam) * max cosine to those already picked. Without vectors: by relevance."""
     rel = np.asarray(relevance, dtype=np.float64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from memstore.validation import clean_kind, sql_str
 
@@ -40,12 +40,12 @@ class LexicalSearcher:
 
     def __init__(self, store: Any):
         self.store = store
-        self._indexed_version: Optional[int] = None
+        self._indexed_version: int | None = None
 
     def _has_index(self, table: Any) -> bool:
         try:
             return any(COLUMN in list(ix.columns) and "FTS" in str(ix.index_type) for ix in table.list_indices())
-        except Exception:
+        except Exception:  # noqa: BLE001 - remote tables may not list indices: treat as missing
             return False
 
     def ensure_index(self) -> None:
@@ -68,7 +68,7 @@ class LexicalSearcher:
             self.store.retry(lambda: _create(table))
             self._indexed_version = int(self.store.entities.version)
 
-    def search(self, library: str, prompt: str, *, k: int = 20, kind: Optional[str] = None) -> list[LexicalHit]:
+    def search(self, library: str, prompt: str, *, k: int = 20, kind: str | None = None) -> list[LexicalHit]:
         """Entities of ``library`` ranked by BM25 against the prompt's words, best first."""
         text = query_text(prompt)
         if not text:
@@ -95,9 +95,9 @@ def _create(table: Any) -> None:
     table.create_index(COLUMN, config=FTS(with_position=False), replace=True)
 
 
-def _index_stats(table: Any) -> Optional[tuple[int, int]]:
+def _index_stats(table: Any) -> tuple[int, int] | None:
     try:
         stats = table.index_stats(f"{COLUMN}_idx")
         return int(stats.num_indexed_rows), int(stats.num_unindexed_rows)
-    except Exception:
+    except Exception:  # noqa: BLE001 - no stats (older index, remote table): rebuild
         return None

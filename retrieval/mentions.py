@@ -154,7 +154,7 @@ def _sentence_start(prompt: str, start: int) -> bool:
 
 def _cued(prompt: str, start: int, end: int) -> bool:
     written = prompt[start:end]
-    if written.endswith("'s") or written.endswith("'"):
+    if written.endswith(("'s", "'")):
         return True
     following = re.match(r"\s*,?\s*(\w+)", prompt[end:])
     return bool(following and following.group(1).casefold() in CUE_WORDS)

@@ -11,7 +11,8 @@ the images of only the chosen references.
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class _EntityCache:
     def __init__(self, library: Any):
         self.library = library
         self.watch = VersionWatch(library.store, "entities")
-        self.version: Optional[int] = None
+        self.version: int | None = None
         self.by_id: dict[str, Entity] = {}
         self.matcher = NameMatcher(())
         self._lock = threading.Lock()
@@ -75,12 +76,12 @@ class Retriever:
         library: Any,
         *,
         text_embedder: Any = None,
-        budgets: Optional[dict[str, int]] = None,
+        budgets: dict[str, int] | None = None,
         min_score: float = DEFAULT_MIN_SCORE,
-        weights: Optional[dict[str, float]] = None,
+        weights: dict[str, float] | None = None,
         lexical: bool = True,
         dense_k: int = 64,
-        dense_ranges: Optional[dict[str, tuple[float, float]]] = None,
+        dense_ranges: dict[str, tuple[float, float]] | None = None,
     ):
         self.library = library
         self.store = library.store
@@ -101,11 +102,11 @@ class Retriever:
         self.text_vectors = EntityTextVectors(text_embedder) if text_embedder is not None else None
         self._entities = _EntityCache(library)
         self._index: Any = None  # the dense column's VectorIndex, held: Store.index() reads the schema
-        self._dense_column: Optional[str] = None
+        self._dense_column: str | None = None
 
     # --- the dense path -----------------------------------------------------------------------
     @property
-    def dense_column(self) -> Optional[str]:
+    def dense_column(self) -> str | None:
         """The text embedder's column, once it exists in the store (checked until it does)."""
         if self.text_embedder is None:
             return None
@@ -126,7 +127,7 @@ class Retriever:
             self._index.sync()
         return self._index
 
-    def search_dense(self, vector: Any, *, k: int = 10, kind: Optional[str] = None) -> list[DenseHit]:
+    def search_dense(self, vector: Any, *, k: int = 10, kind: str | None = None) -> list[DenseHit]:
         """Entities nearest a query vector in the dense column's hot index (no Lance read beyond
         the version check): best reference per entity, best first."""
         index = self.dense_index()
@@ -135,7 +136,7 @@ class Retriever:
         return search_images(index, np.asarray(vector, dtype=np.float32), k=k, kind=kind)
 
     # --- the main entry -----------------------------------------------------------------------
-    def retrieve(self, query: ShotQuery, context: Optional[StoryContext] = None) -> RetrievalResult:
+    def retrieve(self, query: ShotQuery, context: StoryContext | None = None) -> RetrievalResult:
         _check_query(query)
         version, by_id, matcher = self._entities.get()
         notes: list[str] = []
@@ -221,7 +222,7 @@ class Retriever:
 
     # --- filters ------------------------------------------------------------------------------
     @staticmethod
-    def _find(name: str, by_id: dict[str, Entity]) -> Optional[Entity]:
+    def _find(name: str, by_id: dict[str, Entity]) -> Entity | None:
         from memstore.validation import name_key
 
         if name in by_id:
@@ -252,7 +253,7 @@ class Retriever:
         return out
 
     # --- references ---------------------------------------------------------------------------
-    def _references(self, entities: Sequence[Entity], query: ShotQuery, qvec: Optional[np.ndarray]) -> dict[str, list[Reference]]:
+    def _references(self, entities: Sequence[Entity], query: ShotQuery, qvec: np.ndarray | None) -> dict[str, list[Reference]]:
         """Choose ``references_per_entity`` references per entity (era, source, quality, MMR),
         then read the images of those only."""
         n = query.references_per_entity

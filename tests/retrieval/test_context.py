@@ -28,7 +28,7 @@ def run(lib, shots):
 
 
 def test_continuation_carries_location_and_cast_but_cut_does_not(story_lib):
-    first, cont, cut = run(story_lib, [
+    _, cont, cut = run(story_lib, [
         ShotQuery("Aria and Bram meet in the Castle Keep"),
         ShotQuery("A close-up of hands shaking", cut=False),
         ShotQuery("A close-up of hands shaking", cut=True),

@@ -2,7 +2,6 @@
 rename and reopen; factory choice by size; the cheap version watch sees every commit."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from memstore.index import VersionWatch, choose_factory
