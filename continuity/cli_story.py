@@ -46,6 +46,9 @@ def register(app: typer.Typer) -> None:
     def story_run(
         script: Path = typer.Argument(..., help="Story script: native YAML/JSON, ST-Bench JSON or ViStoryBench story.json."),
         generator: str = typer.Option("animatic", "--generator", "-g"),
+        model: Optional[str] = typer.Option(None, "--model", help="Local diffusers pipeline folder (or a hub id in the local HF cache) for prompt, ip-adapter, faceid, wan-vace, wan-m2v."),
+        adapter: Optional[str] = typer.Option(None, "--adapter", help="IP-Adapter / FaceID weights (folder or file); a LoRA for wan-m2v."),
+        option: List[str] = typer.Option([], "--option", "-O", help="Generator option KEY=VALUE (VALUE read as JSON when it parses), e.g. num_inference_steps=20; repeatable."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (MP4s, report.html, provenance)."),
         memory: str = typer.Option("relevant", "--memory", help="sink_recent | relevant | none"),
         budget: int = typer.Option(10, "--budget", help="Memory keyframes per shot."),
@@ -61,16 +64,25 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """Run a story: retrieve, remember, generate, write keyframes back; resumable."""
+        from .generator_setup import build_generator, check_generator, parse_options
         from .runner import RunConfig, StoryRunner
         from .story import load_story
 
+        options = parse_options(option)
+        # absolute paths: the same weights give the same shot hashes from any working folder
+        model, adapter = (str(Path(w).expanduser().resolve()) if w and Path(w).expanduser().exists() else w
+                          for w in (model, adapter))
         story = load_story(script)
+        check_generator(generator, model=model, adapter=adapter, options=options)  # before the store is touched
         lib = open_library(db, library, create=True)
-        config = RunConfig(generator=generator, memory_policy=memory, memory_budget=budget, seed=seed, width=width,
-                           height=height, fps=fps, consent_overrides=tuple(override), require_consent=require_consent)
+        config = RunConfig(generator=generator, generator_options=options, model=model, adapter=adapter,
+                           memory_policy=memory, memory_budget=budget, seed=seed, width=width, height=height, fps=fps,
+                           consent_overrides=tuple(override), require_consent=require_consent)
+        adapter_instance = build_generator(generator, lib, model=model, adapter=adapter, options=options)
         with _progress() as bar:
             task = bar.add_task(f"story {story.id}", total=story.num_shots if shots is None else min(shots, story.num_shots))
-            runner = StoryRunner(lib, out, config, progress=lambda i, n, what: bar.update(task, completed=i))
+            runner = StoryRunner(lib, out, config, generator=adapter_instance,
+                                 progress=lambda i, n, what: bar.update(task, completed=i))
             run = runner.run(story, stop_after=shots)
         _summary(run, as_json)
 

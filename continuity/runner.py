@@ -35,6 +35,8 @@ class RunConfig:
 
     generator: str = "animatic"
     generator_options: dict[str, Any] = field(default_factory=dict)
+    model: Optional[str] = None  # local weights for diffusers generators (continuity.generator_setup)
+    adapter: Optional[str] = None  # IP-Adapter weights, or a LoRA for wan-m2v
     memory_policy: str = "relevant"
     memory_budget: int = 10
     width: int = 640
@@ -98,9 +100,10 @@ class StoryRunner:
     # --- set-up -------------------------------------------------------------------------------
     def _generator(self) -> Any:
         if self.generator is None:
-            from generators import get_generator
+            from .generator_setup import build_generator
 
-            self.generator = get_generator(self.config.generator, **self.config.generator_options)
+            self.generator = build_generator(self.config.generator, self.library, model=self.config.model,
+                                             adapter=self.config.adapter, options=self.config.generator_options)
         return self.generator
 
     def _retriever(self) -> Any:
@@ -176,6 +179,9 @@ class StoryRunner:
                 "location": location,
                 "generator": self.config.generator,
                 "generator_options": self.config.generator_options,
+                # other weights make other shots; absent without weights so earlier hashes still hold
+                **({"weights": [self.config.model, self.config.adapter]}
+                   if self.config.model or self.config.adapter else {}),
                 "size": [self.config.width, self.config.height, self.config.fps],
                 "seed": seed,
                 "retrieved": [(h.entity.id, [r.id for r in h.references]) for h in result.hits],
