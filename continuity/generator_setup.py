@@ -48,6 +48,9 @@ WEIGHTED: dict[str, WeightedGenerator] = {
 
 # Set by build_generator itself; a user option of the same name would be ambiguous.
 _RESERVED = {"pipeline", "model_id", "model_id_or_folder", "adapter", "token_cache", "encoder"}
+# Taken by build_generator for every weighted generator: where the loaded models run, and in what precision.
+PLACEMENT = ("device", "dtype")
+DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
 def _key(name: str) -> str:
@@ -116,14 +119,18 @@ def check_generator(name: str, *, model: str | None = None, adapter: str | None 
         raise MissingWeightsError(f"generator {key!r} needs adapter weights: got no --adapter; pass --adapter FOLDER_OR_FILE ({spec.example})")
     if adapter is not None and not Path(adapter).expanduser().exists():
         raise MissingWeightsError(f"adapter weights for {key!r} not found: --adapter {adapter} does not exist; pass a local folder or file")
+    dtype = options.get("dtype")
+    if dtype is not None and dtype not in DTYPES:
+        raise InvalidInputError(f"--option dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     reserved = sorted(set(options) & _RESERVED)
     if reserved:
         raise InvalidInputError(f"--option {reserved[0]} is set by --model/--adapter; got it as an option, leave it out")
     accepted = _accepted(spec.load_class())
-    unknown = sorted(set(options) - accepted) if accepted is not None else []
+    unknown = sorted(set(options) - accepted - set(PLACEMENT)) if accepted is not None else []
     if unknown:
         raise InvalidInputError(
-            f"generator {key!r} has no option {unknown[0]!r}; expected one of: {', '.join(sorted(accepted - _RESERVED))}"
+            f"generator {key!r} has no option {unknown[0]!r}; expected one of: "
+            f"{', '.join(sorted((accepted - _RESERVED) | set(PLACEMENT)))}"
         )
 
 
@@ -143,6 +150,7 @@ def build_generator(name: str, library: Any, *, model: str | None = None, adapte
         except TypeError as err:  # an option the constructor does not take
             raise InvalidInputError(f"generator {key!r} rejected its options {sorted(options)}: {err}") from None
     cls = spec.load_class()
+    device, dtype = (options.pop(k, None) for k in PLACEMENT)
     model = str(Path(model).expanduser()) if _looks_local(str(model)) else str(model)
     if spec.adapter == "required":
         kwargs: dict[str, Any] = dict(options)
@@ -150,8 +158,8 @@ def build_generator(name: str, library: Any, *, model: str | None = None, adapte
             from memstore.tokens import TokenCache
 
             kwargs["token_cache"] = TokenCache(library)  # each reference encoded once, across shots and runs
-        return cls.from_pretrained(model, str(Path(adapter).expanduser()), **kwargs)
-    if spec.adapter == "lora" and adapter is not None:
+        generator = cls.from_pretrained(model, str(Path(adapter).expanduser()), **kwargs)
+    elif spec.adapter == "lora" and adapter is not None:
         scale = float(options.pop("lora_scale", 1.0))
         generator = cls.from_pretrained(model, **options)
         path = Path(adapter).expanduser()
@@ -159,6 +167,28 @@ def build_generator(name: str, library: Any, *, model: str | None = None, adapte
             generator.load_lora(str(path.parent), weight_name=path.name, scale=scale)
         else:
             generator.load_lora(str(path), scale=scale)
-        return generator
-    return cls.from_pretrained(model, **options)
+    else:
+        generator = cls.from_pretrained(model, **options)
+    if device is not None or dtype is not None:
+        place(generator, device=device, dtype=dtype)
+    return generator
+
+
+def place(generator: Any, *, device: str | None = None, dtype: str | None = None) -> None:
+    """Move a generator's pipeline (and its image encoder, which runs outside the pipeline) to
+    ``device`` in ``dtype``; what a user with a GPU asks for with ``--option device=cuda``."""
+    import torch
+
+    if dtype is not None and dtype not in DTYPES:
+        raise InvalidInputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    torch_dtype = getattr(torch, dtype) if dtype else None
+    try:
+        target = torch.device(device) if device is not None else None
+        generator.pipeline.to(device=target, dtype=torch_dtype)
+        model = getattr(getattr(generator, "encoder", None), "model", None)
+        if isinstance(model, torch.nn.Module):
+            model.to(device=target, dtype=torch_dtype)
+    except (RuntimeError, AssertionError, ValueError) as err:  # no such device, no CUDA build, ...
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InvalidInputError(f"cannot place {generator.name} on device {device!r} as {dtype or 'its dtype'}: {first}") from None
 

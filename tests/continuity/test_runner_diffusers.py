@@ -263,6 +263,7 @@ def test_wan_m2v_adapter_is_a_lora(wan_folder, library, tmp_path):
      "has no option 'stepz'"),
     (["--generator", "ip-adapter", "--model", "{model}", "--adapter", "{adapter}", "--option", "2"], "KEY=VALUE"),
     (["--generator", "wan-vace", "--model", "{model}", "--adapter", "{adapter}"], "takes no --adapter"),
+    (["--generator", "prompt", "--model", "{model}", "--option", "dtype=float8"], "dtype must be one of"),
 ])
 def test_bad_weights_fail_in_one_line_before_the_store_exists(tmp_path, photos, extra, message):
     model, adapter = tmp_path / "sd", tmp_path / "ipa"
@@ -294,6 +295,28 @@ def test_missing_image_encoder_names_where_it_looked(weights, tmp_path):
     gen = build_generator("ip-adapter", lib, model=str(weights["model"]), adapter=str(bare / "ip-adapter.safetensors"),
                           options={"image_encoder": str(weights["adapter"] / "image_encoder"), "num_inference_steps": 1})
     assert gen.token_cache is not None and gen.encoder.spec.endswith("image_encoder:image_embeds")
+
+
+def test_device_and_dtype_options_place_pipeline_and_encoder(weights, library):
+    """--option device=... dtype=...: the pipeline and the image encoder (which runs outside it)
+    move together, and a shot still renders; a device that does not exist is one clear error."""
+    import torch
+
+    from continuity.generator_setup import build_generator
+    from generators import ShotSpec
+    from generators.testing import sample_result
+    from memstore.errors import InvalidInputError
+
+    gen = build_generator("ip-adapter", library, model=str(weights["model"]), adapter=str(weights["adapter"]),
+                          options={"device": "cpu", "dtype": "float64", "num_inference_steps": 1})
+    assert gen.pipeline.unet.dtype == torch.float64 and gen.pipeline.vae.dtype == torch.float64
+    assert next(gen.encoder.model.parameters()).dtype == torch.float64
+    gen.token_cache = None  # sample_result's references are not in the library
+    out = gen.run(ShotSpec("Aria and Bram", num_frames=2, width=32, height=32), sample_result(), 0)
+    assert out.frames.shape == (2, 32, 32, 3)
+    with pytest.raises(InvalidInputError, match="cannot place ip-adapter on device 'no-such-device'"):
+        build_generator("ip-adapter", library, model=str(weights["model"]), adapter=str(weights["adapter"]),
+                        options={"device": "no-such-device"})
 
 
 def test_parse_options_reads_json_else_strings():
