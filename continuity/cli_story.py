@@ -33,6 +33,24 @@ def _summary(run, as_json: bool) -> None:
         console.print(f"report: {run.report}")
 
 
+def _quiet_loaders() -> None:
+    """Loading notes from diffusers/transformers ("image_encoder is not loaded...") would bury the
+    summary: keep their errors only, unless the user set a verbosity in the environment; their
+    loading bars show on a terminal only (a multi-GB load deserves one, a log file does not)."""
+    import importlib
+    import os
+
+    for name, env in (("diffusers", "DIFFUSERS_VERBOSITY"), ("transformers", "TRANSFORMERS_VERBOSITY")):
+        try:
+            logs = importlib.import_module(f"{name}.utils.logging")
+        except ImportError:  # build_generator says which extra to install
+            continue
+        if env not in os.environ:
+            logs.set_verbosity_error()
+        if not err_console.is_terminal:
+            logs.disable_progress_bar()
+
+
 def run_hits(shot) -> list[str]:
     return [h.entity.name for h in shot.result.hits]
 
@@ -69,6 +87,8 @@ def register(app: typer.Typer) -> None:
         from .story import load_story
 
         options = parse_options(option)
+        if model is not None:
+            _quiet_loaders()
         # absolute paths: the same weights give the same shot hashes from any working folder
         model, adapter = (str(Path(w).expanduser().resolve()) if w and Path(w).expanduser().exists() else w
                           for w in (model, adapter))

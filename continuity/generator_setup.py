@@ -171,6 +171,9 @@ def build_generator(name: str, library: Any, *, model: str | None = None, adapte
         generator = cls.from_pretrained(model, **options)
     if device is not None or dtype is not None:
         place(generator, device=device, dtype=dtype)
+    pipeline = getattr(generator, "pipeline", None)
+    if hasattr(pipeline, "set_progress_bar_config"):
+        pipeline.set_progress_bar_config(disable=True)  # the story's own bar counts shots; per-step bars would interleave
     return generator
 
 
