@@ -142,11 +142,9 @@ def replay(plan: list[list[str]], policy: str, budget: int, *, locations: set[st
 def main() -> dict:
     started = time.perf_counter()
     results: dict = {"budgets": list(BUDGETS), "stories": {}, "mean": {}}
-    variants: dict[str, list[str]] = {}
     for name, story in load_annotated().items():
         plan, locations = story["shots"], story["locations"]
         row = {p: {str(b): replay(plan, p, b, locations=locations) for b in BUDGETS} for p in POLICIES}
-        row["relevant"] = row.pop("relevant")
         predicted = retriever_predictions(name, story)
         if predicted is not None:
             row["relevant_retriever"] = {str(b): replay(plan, "relevant", b, locations=locations, predicted=predicted) for b in BUDGETS}

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
 from PIL import Image, ImageOps
 
 from memstore.library import Library

@@ -9,7 +9,6 @@ keyframes a crashed shot may have written are removed before it is generated aga
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -19,7 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from memstore.errors import InvalidInputError, ScriptError
+from memstore.errors import ScriptError
 from memstore.library import Library
 from memstore.schema import Entity, Reference, now
 from memstore.validation import sql_str
@@ -46,7 +45,9 @@ class RunConfig:
     consent_overrides: tuple[str, ...] = ()
     require_consent: bool = False
     register_cast: bool = True
-    face_match_threshold: float = 0.55  # cosine; dlib's 0.6 euclidean distance is about 0.8 cosine on unit vectors
+    # cosine between a keyframe's face and a character's reference faces to attribute it; lenient on
+    # purpose (dlib's usual same-person cut, 0.6 euclidean on unit vectors, is about 0.82 cosine)
+    face_match_threshold: float = 0.55
 
 
 @dataclass
@@ -311,15 +312,12 @@ class StoryRunner:
                    if r.shot is not None and r.shot < index]
         emb = self._image_embedder()
         column = emb.column_name if emb is not None else None
-        missing = [r for r in earlier if column not in r.vectors]
-        if missing:  # vectors not stored for this embedder: embed those images once
-            loaded = self.library.references(ids=[r.id for r in missing], with_images=True)
-            vectors = embed([np.asarray(r.pil()) for r in loaded]) if loaded else []
-            for r, v in zip(loaded, vectors):
-                for e in earlier:
-                    if e.id == r.id:
-                        e.vectors[column or "_frame"] = np.asarray(v)
         key = column or "_frame"
+        missing = {r.id: r for r in earlier if key not in r.vectors}
+        if missing:  # no stored vector from this embedder: embed those images once
+            loaded = self.library.references(ids=list(missing), with_images=True)
+            for ref, vector in zip(loaded, embed([np.asarray(r.pil()) for r in loaded]) if loaded else []):
+                missing[ref.id].vectors[key] = np.asarray(vector)
         written: list[Reference] = []
         for kf in keyframes:
             vector = np.asarray(kf.vector, dtype=np.float32)

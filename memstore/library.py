@@ -10,7 +10,6 @@ from __future__ import annotations
 import numbers
 import os
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -591,6 +590,3 @@ class Library:
         from .archive import export_library
 
         return export_library(self, path, progress=progress)
-
-    def stamp(self) -> datetime:
-        return now()

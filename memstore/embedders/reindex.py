@@ -7,7 +7,7 @@ finishes the job: only references whose column is still empty are embedded (``fo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
