@@ -242,17 +242,21 @@ class StoryRunner:
         )
 
     def _select_memory(self, story_id: str, index: int, result: RetrievalResult) -> list[tuple[MemoryFrame, str]]:
-        refs = [r for r in self.library.references(source="harvested", story=story_id, with_images=True)
+        # Choose on metadata, then read images for the chosen frames only: a long story has
+        # thousands of keyframes and each shot needs at most `memory_budget` of them.
+        refs = [r for r in self.library.references(source="harvested", story=story_id, with_vectors=False)
                 if r.shot is not None and r.shot < index]
-        frames = group_frames(refs)
         location = result.location
-        return select_memory(
-            self.config.memory_policy, frames,
+        chosen = select_memory(
+            self.config.memory_policy, group_frames(refs),
             entity_ids=[h.entity.id for h in result.hits],
             location_id=location.entity.id if location else None,
             names={h.entity.id: h.entity.name for h in result.hits},
             budget=self.config.memory_budget,
         )
+        loaded = {r.id: r for r in self.library.references(ids=[f.reference.id for f, _ in chosen], with_images=True)}
+        return [(dataclasses.replace(f, references=(loaded[f.reference.id], *f.references[1:])), why)
+                for f, why in chosen if f.reference.id in loaded]
 
     def _done_shots(self, story_id: str) -> dict[int, str]:
         table = self.library.store.shots
