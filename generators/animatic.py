@@ -277,7 +277,11 @@ class AnimaticGenerator(GeneratorAdapter):
                 draw.rectangle((x - 1, 7, x + tw, 8 + th), outline=(255, 255, 255, 200))
                 layer.alpha_composite(thumb, (x, 8))
                 x -= tw + 4
-            draw.text((x + tw + 4, 10 + th), "memory", font=small, fill=(255, 255, 255, 200))
+            # the label sits left of the strip, not under it, where it would cover the cards
+            x0, y0, x1, y1 = draw.textbbox((0, 0), "memory", font=small)
+            lx, ly = x + tw - (x1 - x0) - 8, 8 + (th - (y1 - y0)) // 2
+            draw.rounded_rectangle((lx - 5, ly - 3, lx + (x1 - x0) + 5, ly + (y1 - y0) + 5), radius=4, fill=(0, 0, 0, 150))
+            draw.text((lx - x0, ly - y0 + 1), "memory", font=small, fill=(255, 255, 255, 220))
         if self.show_caption and cond.prompt:
             cap = font(max(10, h // 22))
             lines = wrap(cond.prompt, cap, int(w * 0.92), draw, self.caption_lines)
