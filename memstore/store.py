@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import shutil
 import json
 import os
 import threading
@@ -70,18 +71,28 @@ class Store:
             path.mkdir(parents=True, exist_ok=True)
         store = cls(uri, cls._connect(uri))
         with store.write_lock():
-            existing = set(store._table_names())
-            if "config" not in existing:
-                store.db.create_table("config", schema=CONFIG_SCHEMA)
+            store._ensure_table("config", CONFIG_SCHEMA)
             if store.get_config("format") is None:  # also when a crash came between these two steps
                 store._set_config("format", {"version": FORMAT_VERSION})
-            if "entities" not in existing:
-                store.db.create_table("entities", schema=ENTITY_SCHEMA)
-            if "references" not in existing:
-                store.db.create_table("references", schema=reference_schema([]))
-            if "tokens" not in existing:
-                store.db.create_table("tokens", schema=TOKEN_SCHEMA)
+            store._ensure_table("entities", ENTITY_SCHEMA)
+            store._ensure_table("references", reference_schema([]))
+            store._ensure_table("tokens", TOKEN_SCHEMA)
         return store
+
+    def _ensure_table(self, name: str, schema: pa.Schema) -> None:
+        """Create a table, or re-create one that a crash left half-made: its folder exists (so it
+        is listed) but it never committed a version, so it cannot be opened and holds nothing."""
+        if name in self._table_names():
+            try:
+                self.db.open_table(name)
+                return
+            except Exception:
+                folder = _local_path(self.uri) / f"{name}.lance" if self._local else None
+                committed = folder is None or any((folder / "_versions").glob("*.manifest"))
+                if committed:
+                    raise  # a real table that fails to open: never delete data
+                shutil.rmtree(folder)
+        self.db.create_table(name, schema=schema)
 
     @classmethod
     def open(cls, uri: str | os.PathLike | None = None, *, create: bool = False) -> "Store":
@@ -106,6 +117,14 @@ class Store:
         missing = [t for t in TABLES if t not in names]
         if missing:
             raise NotAStoreError(f"{uri} lacks tables {missing}; it is damaged or not a continuity store")
+        for name in TABLES:
+            try:
+                store.table(name)
+            except Exception as exc:  # a table a crash left half-made holds nothing: init re-creates it
+                try:
+                    return cls.init(uri)
+                except Exception:
+                    raise StoreError(f"{uri}: table {name!r} cannot be opened ({exc}); restore it from a backup or an export") from None
         fmt = store.get_config("format", {}).get("version")
         if fmt != FORMAT_VERSION:
             raise StoreError(f"{uri} has store format {fmt}, this version reads format {FORMAT_VERSION}")
@@ -142,10 +161,11 @@ class Store:
     @property
     def shots(self) -> Any:
         """Finished shots of story runs (created on first use: stores made before it lack it)."""
-        if "shots" not in self._table_names():
+        try:
+            return self.table("shots")
+        except Exception:
             with self.write_lock():
-                if "shots" not in self._table_names():
-                    self.db.create_table("shots", schema=SHOT_SCHEMA)
+                self._ensure_table("shots", SHOT_SCHEMA)  # missing, or half-made by a crash
         return self.table("shots")
 
     # --- the write lock -----------------------------------------------------------------------

@@ -272,3 +272,38 @@ def test_embedder_mismatch_on_column(store, photos):
         store.library("b").configure(embedders=[{"type": "color-histogram", "bins": 4, "column": "color_histogram_rgb8"}])
     assert "color-histogram:rgb8" in str(info.value) and "rgb4" in str(info.value)
     assert snapshot(store) == before
+
+
+def test_init_recreates_a_table_a_crash_left_without_a_version(tmp_path):
+    """A kill inside create_table can leave `<name>.lance/` with a transaction but no manifest:
+    listed, yet unopenable. init must re-create it; a table with data is never touched."""
+    import shutil
+
+    path = tmp_path / "db"
+    store = Store.init(path)
+    store.library("default").register("Keep", "prop")
+    folder = path / "tokens.lance"
+    shutil.rmtree(folder / "_versions")
+    (folder / "_versions").mkdir()
+    fixed = Store.init(path)
+    assert fixed.tokens.count_rows() == 0
+    assert fixed.library("default").get("Keep").name == "Keep"
+    shots = path / "shots.lance" / "_versions"
+    shots.mkdir(parents=True)  # a half-made shots table
+    assert Store.open(path).shots.count_rows() == 0
+
+
+def test_open_repairs_a_half_made_table_and_refuses_a_broken_one(tmp_path):
+    import shutil
+
+    from memstore.errors import StoreError
+
+    path = tmp_path / "db"
+    Store.init(path).library("default").register("Keep", "prop")
+    shutil.rmtree(path / "tokens.lance" / "_versions")
+    (path / "tokens.lance" / "_versions").mkdir()
+    assert Store.open(path).tokens.count_rows() == 0  # re-created: it never held anything
+    for manifest in (path / "entities.lance" / "_versions").glob("*.manifest"):
+        manifest.write_bytes(b"garbage")  # committed data that no longer reads
+    with pytest.raises(StoreError):
+        Store.open(path)
