@@ -30,6 +30,13 @@ os.environ.setdefault("LANCE_LOG", "error")
 os.environ.setdefault("RUST_LOG", "error")
 
 
+def _only_store_files(path: Path) -> bool:
+    """True when a folder holds nothing but what an interrupted ``init`` leaves: the write lock
+    and table folders of ours. Anything else means it is someone else's folder."""
+    ours = {".write.lock", "_faiss", *(f"{t}.lance" for t in (*TABLES, "shots"))}
+    return all(p.name in ours for p in path.iterdir())
+
+
 def default_db() -> str:
     return os.environ.get("CONTINUITY_DB") or DEFAULT_DB
 
@@ -64,7 +71,7 @@ class Store:
             path = _local_path(uri)
             if path.exists() and not path.is_dir():
                 raise NotAStoreError(f"{uri} is a file, not a store folder; choose another --db path")
-            if path.is_dir() and any(path.iterdir()) and not (path / "config.lance").exists():
+            if path.is_dir() and not (path / "config.lance").exists() and not _only_store_files(path):
                 raise NotAStoreError(
                     f"{uri} is a non-empty folder that is not a continuity store; choose an empty or new --db path"
                 )
@@ -104,6 +111,8 @@ class Store:
                 if create:
                     return cls.init(uri)
                 raise StoreError(f"no store at {uri}; create one with: continuity init --db {uri}")
+            if path.is_dir() and not (path / "config.lance").exists() and create and _only_store_files(path):
+                return cls.init(uri)  # an init that was interrupted before its config table
             if not path.is_dir() or not (path / "config.lance").exists():
                 raise NotAStoreError(
                     f"{uri} is not a continuity store (no config table); point --db at a store or run continuity init"
@@ -115,6 +124,8 @@ class Store:
                 return cls.init(uri)
             raise NotAStoreError(f"{uri} is not a continuity store (no config table)")
         missing = [t for t in TABLES if t not in names]
+        if missing and create:
+            return cls.init(uri)  # finish an interrupted init
         if missing:
             raise NotAStoreError(f"{uri} lacks tables {missing}; it is damaged or not a continuity store")
         for name in TABLES:

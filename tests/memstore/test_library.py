@@ -307,3 +307,22 @@ def test_open_repairs_a_half_made_table_and_refuses_a_broken_one(tmp_path):
         manifest.write_bytes(b"garbage")  # committed data that no longer reads
     with pytest.raises(StoreError):
         Store.open(path)
+
+
+def test_interrupted_init_is_finished_by_open_with_create(tmp_path):
+    import shutil
+
+    path = tmp_path / "db"
+    path.mkdir()
+    (path / ".write.lock").touch()  # all a kill right at the start of init leaves
+    assert Store.open(path, create=True).library("default").register("A", "prop").name == "A"
+    shutil.rmtree(path / "tokens.lance")  # a kill before the last table was created
+    with pytest.raises(NotAStoreError):
+        Store.open(path)
+    assert Store.open(path, create=True).tokens.count_rows() == 0
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / ".write.lock").touch()
+    (other / "diary.txt").write_text("mine")  # someone else's folder stays refused
+    with pytest.raises(NotAStoreError):
+        Store.open(other, create=True)
