@@ -12,25 +12,26 @@ search maps hits to entities without reading Lance. It is saved beside the table
 recording the Lance version it reflects. On :meth:`sync`: same version -> nothing; only new keys
 -> they are appended; any key gone -> a rebuild. Search can be restricted to a kind with an ID
 selector. The version check itself is cheap: a held table handle, and for local stores a stat of
-the table's ``_versions`` folder first (see :class:`VersionWatch`).
+the table's ``_versions`` folder first (see :class:`memstore.store.VersionWatch`). Rows come through
+a :class:`RowSource`, so this module knows no store.
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+import pyarrow as pa
+
 from .errors import InvalidInputError, VectorError
-from .validation import KINDS, sql_str
+from .validation import KINDS
 
 AUTO_HNSW_ABOVE = 50_000
 AUTO_IVF_ABOVE = 250_000
-FETCH_CHUNK = 2_000
 #: defaults of the search/build knobs; a library overrides them with config["index_params"]
 DEFAULT_PARAMS = {"efConstruction": 40, "efSearch": 64, "nprobe": 32, "train_per_list": 64}
 
@@ -49,74 +50,44 @@ def _auto_family(factory: str) -> str:
     return factory.split(",")[0].rstrip("0123456789") if factory else ""
 
 
-class VersionWatch:
-    """The Lance version of a table, read cheaply.
+class RowSource(Protocol):
+    """Where an index reads its rows: one vector column of one library, and the version of the
+    table that holds it. The store provides it (:class:`memstore.store.ReferenceColumn`); the index
+    knows no store, table layout or SQL."""
 
-    A held table handle answers ``version`` in ~0.2 ms (it lists the manifests). For a local
-    table, the ``_versions`` folder's mtime changes with every commit; when it is unchanged and
-    older than ``SAFE_S`` (so that a commit in the same coarse clock tick cannot hide behind it),
-    the version cannot have changed and the stat (~2 us) suffices."""
-
-    SAFE_S = 0.05
-
-    def __init__(self, store: Any, name: str):
-        self.store = store
-        self.name = name
-        self._table: Any = None
-        self._folder: Path | None = None
-        if getattr(store, "_local", False):
-            from .store import _local_path
-
-            self._folder = _local_path(store.uri) / f"{name}.lance" / "_versions"
-        self._seen: tuple[int, int] | None = None  # (mtime_ns, version)
+    column: str
+    dim: int
+    spec: str
 
     def version(self) -> int:
-        mtime = None
-        if self._folder is not None:
-            try:
-                mtime = self._folder.stat().st_mtime_ns
-            except OSError:
-                mtime = None
-            if (
-                mtime is not None and self._seen is not None and self._seen[0] == mtime
-                and time.time_ns() - mtime > self.SAFE_S * 1e9
-            ):
-                return self._seen[1]
-        if self._table is None:
-            self._table = self.store.table(self.name)
-        try:
-            version = int(self._table.version)
-        except Exception:  # noqa: BLE001 - lance raises several types here; the table was dropped and made again: open it anew
-            self._table = self.store.table(self.name)
-            version = int(self._table.version)
-        if mtime is not None:
-            self._seen = (mtime, version)
-        return version
+        """The table version the rows are read at (cheap; called on every sync)."""
+        ...
+
+    def key_table(self) -> pa.Table:
+        """``key`` (int64) and ``kind`` of every row that has a vector in the column."""
+        ...
+
+    def vector_table(self, keys: np.ndarray | None) -> pa.Table:
+        """``key``, ``kind``, ``entity_id`` and the vector column: of all rows, or of these keys."""
+        ...
 
 
 class VectorIndex:
     """One FAISS index; use :meth:`Store.index` to get one that is in step."""
 
-    def __init__(
-        self, store: Any, library: str, column: str, *, factory: str = "auto", params: dict[str, Any] | None = None
-    ):
-        self.store = store
-        self.library = library
-        self.column = column
+    def __init__(self, source: RowSource, folder: Path, *, factory: str = "auto", params: dict[str, Any] | None = None):
+        self.source = source
+        self.column = source.column
         self.factory = factory
-        if params is None:
-            params = store.library_config(library).get("index_params") or {}
-        self.params = {**DEFAULT_PARAMS, **params}
+        self.params = {**DEFAULT_PARAMS, **(params or {})}
         self.ef_search = int(self.params["efSearch"])
         self.nprobe = int(self.params["nprobe"])
-        self.watch = VersionWatch(store, "references")
-        self.dim = int(store.vector_columns()[column]["dim"])
-        folder = store.index_dir() / library
-        self.path = folder / f"{column}.faiss"
-        self.meta_path = folder / f"{column}.json"
+        self.dim = int(source.dim)
+        self.path = folder / f"{self.column}.faiss"
+        self.meta_path = folder / f"{self.column}.json"
         # keys, kinds, entity codes and entity ids in ONE file: written by one atomic rename, so a
         # reader can never pair the keys of one save with the entity list of another
-        self.keys_path = folder / f"{column}.sidecar.npz"
+        self.keys_path = folder / f"{self.column}.sidecar.npz"
         self.index: Any = None
         self.keys = np.zeros(0, dtype=np.int64)
         self.kinds = np.zeros(0, dtype=np.int8)
@@ -133,11 +104,8 @@ class VectorIndex:
         self.appends = 0
 
     # --- reading the table --------------------------------------------------------------------
-    def _where(self) -> str:
-        return f"library = {sql_str(self.library)} AND {self.column} IS NOT NULL"
-
     def _table_keys(self) -> tuple[np.ndarray, np.ndarray]:
-        table = self.store.references.to_lance().to_table(columns=["key", "kind"], filter=self._where())
+        table = self.source.key_table()
         keys = table.column("key").to_numpy().astype(np.int64)
         return keys, _kind_codes(table.column("kind"))
 
@@ -153,20 +121,9 @@ class VectorIndex:
         return out
 
     def _vectors_for(self, keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        lance = self.store.references.to_lance()
-        columns = ["key", "kind", "entity_id", self.column]
-        parts = []
-        if keys is None:
-            parts.append(lance.to_table(columns=columns, filter=self._where()))
-        else:
-            for start in range(0, len(keys), FETCH_CHUNK):
-                chunk = ", ".join(str(int(k)) for k in keys[start : start + FETCH_CHUNK])
-                parts.append(lance.to_table(columns=columns, filter=f"{self._where()} AND key IN ({chunk})"))
-        if not parts or sum(p.num_rows for p in parts) == 0:
+        table = self.source.vector_table(keys)
+        if table.num_rows == 0:
             return np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int32)
-        import pyarrow as pa
-
-        table = pa.concat_tables(parts)
         flat = table.column(self.column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
         vectors = np.ascontiguousarray(flat.reshape(-1, self.dim), dtype=np.float32)
         ks = table.column("key").to_numpy().astype(np.int64)
@@ -214,7 +171,7 @@ class VectorIndex:
 
     def sync(self) -> None:
         """Bring the index in step with the table (see module docstring)."""
-        version = self.watch.version()
+        version = self.source.version()
         if self.index is None:
             self._load()
         if self.index is not None and self.version == version:
@@ -253,7 +210,7 @@ class VectorIndex:
             "count": len(self.keys),
             "dim": self.dim,
             "column": self.column,
-            "spec": self.store.vector_columns()[self.column]["spec"],
+            "spec": self.source.spec,
         }
         # Write each file to a temp name and rename, meta last: a reader never sees a torn index.
         for target, write in (
@@ -275,8 +232,7 @@ class VectorIndex:
 
         try:
             meta = json.loads(self.meta_path.read_text())
-            spec = self.store.vector_columns()[self.column]["spec"]
-            if meta.get("spec") != spec or meta.get("dim") != self.dim:
+            if meta.get("spec") != self.source.spec or meta.get("dim") != self.dim:
                 return
             index = faiss.read_index(str(self.path))
             with np.load(self.keys_path, allow_pickle=False) as side:

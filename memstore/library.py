@@ -35,6 +35,7 @@ from .validation import (
     clean_text,
     name_key,
     sql_in,
+    sql_int_in,
     sql_str,
 )
 
@@ -154,15 +155,22 @@ class Library:
         era: Optional[str] = None,
         source: Optional[str] = None,
         ids: Optional[Iterable[str]] = None,
+        entity_ids: Optional[Iterable[str]] = None,
         story: Optional[str] = None,
         with_images: bool = False,
         with_vectors: bool = True,
     ) -> list[Reference]:
-        """References of this library, optionally of one entity, era, source, story or id set."""
+        """References of this library, optionally of one entity (or a set of entity ids), era,
+        source, story or reference-id set."""
         clauses = []
         if entity is not None:
             ent = entity if isinstance(entity, Entity) else self.get(entity)
             clauses.append(f"entity_id = {sql_str(ent.id)}")
+        if entity_ids is not None:
+            entity_ids = list(entity_ids)
+            if not entity_ids:
+                return []
+            clauses.append(sql_in("entity_id", entity_ids))
         if era is not None:
             clauses.append(f"era = {sql_str(clean_era(era))}")
         if source is not None:
@@ -179,7 +187,7 @@ class Library:
         vector_cols = list(self.store.vector_columns()) if with_vectors else []
         columns = REFERENCE_META_COLUMNS + (["image"] if with_images else []) + vector_cols
         rows = self.store.references.search().where(self._where(*clauses)).select(columns).limit(None).to_list()
-        if entity is None:
+        if entity is None and entity_ids is None:
             rows = self._live(rows)
         refs = [Reference.from_row(r, vector_cols) for r in rows]
         refs.sort(key=lambda r: (r.created, r.id))
@@ -200,6 +208,18 @@ class Library:
         if not refs:
             raise NotFoundError(f"no reference {ref_id!r} in library {self.name!r}")
         return refs[0]
+
+    def images(self, ref_ids: Iterable[str]) -> dict[str, bytes]:
+        """The encoded image bytes of these references, by id (one read for all)."""
+        ids = list(dict.fromkeys(ref_ids))
+        if not ids:
+            return {}
+        rows = self.store.references.search().where(self._where(sql_in("id", ids))).select(["id", "image"]).limit(None).to_list()
+        return {r["id"]: r["image"] for r in rows}
+
+    def text_search(self, prompt: str, *, k: int = 20, kind: Optional[str] = None) -> list[tuple[str, float]]:
+        """Entity ids of this library ranked by BM25 over name, aliases and description: (id, score)."""
+        return [(h.entity_id, h.score) for h in self.store.text_index().search(self.name, prompt, k=k, kind=kind)]
 
     def count(self) -> dict[str, int]:
         entities = self.store.entities.count_rows(self._where())
@@ -577,7 +597,7 @@ class Library:
         if not keys:
             return []
         columns = REFERENCE_META_COLUMNS + (["image"] if with_images else [])
-        where = self._where(f"key IN ({', '.join(str(x) for x in keys)})")
+        where = self._where(sql_int_in("key", keys))
         rows = {r["key"]: r for r in self._live(self.store.references.search().where(where).select(columns).limit(None).to_list())}
         out = []
         for score, key in zip(scores[0], keys):

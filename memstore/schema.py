@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .rows import NOT_NULL, TS, Col, model_fields
 from .validation import clean_description, clean_era, clean_name, clean_tags, clean_text
 
 Kind = Literal["character", "location", "prop", "style"]
 Source = Literal["registered", "harvested"]
+Id = Annotated[str, NOT_NULL]
+Int32 = Annotated[int, Col(type=pa.int32())]
+Float32 = Annotated[float, Col(type=pa.float32())]
 
 
 def new_id() -> str:
@@ -39,10 +43,11 @@ class Rights(BaseModel):
     """Who owns a blueprint, under which license, and whether the depicted person consented."""
 
     model_config = ConfigDict(extra="forbid")
-    owner: Optional[str] = None
-    license: Optional[str] = None
+    # flattened into the entities table under these column names
+    owner: Annotated[Optional[str], Col(name="rights_owner")] = None
+    license: Annotated[Optional[str], Col(name="rights_license")] = None
     consent: Optional[bool] = None  # None: not recorded
-    expires: Optional[datetime] = None
+    expires: Annotated[Optional[datetime], Col(name="rights_expires")] = None
 
     @field_validator("owner", "license")
     @classmethod
@@ -67,10 +72,10 @@ class Entity(BaseModel):
     """A character, location, prop or style of a library."""
 
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(default_factory=new_id)
-    library: str = "default"
-    kind: Kind
-    name: str
+    id: Id = Field(default_factory=new_id)
+    library: Id = "default"
+    kind: Annotated[Kind, NOT_NULL]
+    name: Annotated[str, NOT_NULL]
     aliases: list[str] = Field(default_factory=list)
     description: str = ""
     tags: list[str] = Field(default_factory=list)
@@ -94,6 +99,13 @@ class Entity(BaseModel):
     @property
     def names(self) -> list[str]:
         return [self.name, *self.aliases]
+
+    def to_json(self, references: "list[Reference] | None" = None) -> dict[str, Any]:
+        """The one JSON shape of an entity (CLI, HTTP API, provenance), optionally with its references."""
+        data = self.model_dump(mode="json")
+        if references is not None:
+            data["references"] = [r.to_json() for r in references]
+        return data
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -142,30 +154,40 @@ class Reference(BaseModel):
     """One reference image of an entity, with its embeddings. ``image`` is None unless asked for."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-    id: str = Field(default_factory=new_id)
-    entity_id: str
-    library: str = "default"
-    kind: Kind
-    era: str = "default"
-    source: Source = "registered"
+    id: Id = Field(default_factory=new_id)
+    entity_id: Id
+    library: Id = "default"
+    kind: Annotated[Kind, NOT_NULL]
+    era: Id = "default"
+    source: Annotated[Source, NOT_NULL] = "registered"
     image: Optional[bytes] = Field(default=None, repr=False)
     image_format: str = "png"
-    width: int
-    height: int
+    width: Int32
+    height: Int32
     sha256: str
     story: Optional[str] = None
-    shot: Optional[int] = None
-    frame: Optional[int] = None
-    face_box: Optional[list[float]] = None  # x0, y0, x1, y1 in pixels
-    quality: Optional[float] = None
+    shot: Optional[Int32] = None
+    frame: Optional[Int32] = None
+    face_box: Annotated[Optional[list[float]], Col(type=pa.list_(pa.float32()))] = None  # x0, y0, x1, y1 in pixels
+    quality: Optional[Float32] = None
     created: datetime = Field(default_factory=now)
-    vectors: dict[str, np.ndarray] = Field(default_factory=dict, repr=False)
+    vectors: dict[str, np.ndarray] = Field(default_factory=dict, repr=False)  # one column per embedder
 
     _era = field_validator("era")(lambda cls, v: clean_era(v))
 
     @property
     def key(self) -> int:
         return faiss_key(self.id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The one JSON shape of a reference: its metadata and the names of its vector columns
+        (never the image bytes or the vectors themselves)."""
+        return {
+            "id": self.id, "entity_id": self.entity_id, "library": self.library, "kind": self.kind,
+            "era": self.era, "source": self.source, "format": self.image_format, "width": self.width,
+            "height": self.height, "sha256": self.sha256, "face_box": self.face_box, "quality": self.quality,
+            "story": self.story, "shot": self.shot, "frame": self.frame, "vectors": sorted(self.vectors),
+        }
 
     def pil(self):
         from .images import decode
@@ -175,55 +197,25 @@ class Reference(BaseModel):
         return decode(self.image)
 
     def to_row(self) -> dict[str, Any]:
-        row = {
-            "id": self.id,
-            "key": self.key,
-            "entity_id": self.entity_id,
-            "library": self.library,
-            "kind": self.kind,
-            "era": self.era,
-            "source": self.source,
-            "image": self.image,
-            "image_format": self.image_format,
-            "width": self.width,
-            "height": self.height,
-            "sha256": self.sha256,
-            "story": self.story,
-            "shot": self.shot,
-            "frame": self.frame,
-            "face_box": self.face_box,
-            "quality": self.quality,
-            "created": self.created,
-        }
+        """The references row: every field but the vectors, the FAISS key, and one entry per
+        vector (None where an embedder gave none, so that every row of a batch has the same columns)."""
+        row: dict[str, Any] = {name: getattr(self, name) for name in _REFERENCE_FIELDS}
+        row["key"] = self.key
         for column, vec in self.vectors.items():
             row[column] = None if vec is None else np.asarray(vec, dtype=np.float32)
         return row
 
     @classmethod
     def from_row(cls, row: dict[str, Any], vector_columns: list[str]) -> "Reference":
-        vectors = {
-            c: np.asarray(row[c], dtype=np.float32) for c in vector_columns if row.get(c) is not None
-        }
-        return cls.model_construct(
-            id=row["id"],
-            entity_id=row["entity_id"],
-            library=row["library"],
-            kind=row["kind"],
-            era=row["era"],
-            source=row["source"],
-            image=row.get("image"),
-            image_format=row["image_format"],
-            width=row["width"],
-            height=row["height"],
-            sha256=row["sha256"],
-            story=row["story"],
-            shot=row["shot"],
-            frame=row["frame"],
-            face_box=list(row["face_box"]) if row.get("face_box") is not None else None,
-            quality=row["quality"],
-            created=_utc(row["created"]),
-            vectors=vectors,
-        )
+        values = {name: row.get(name) for name in _REFERENCE_FIELDS}
+        if values["face_box"] is not None:
+            values["face_box"] = list(values["face_box"])
+        values["created"] = _utc(values["created"])
+        vectors = {c: np.asarray(row[c], dtype=np.float32) for c in vector_columns if row.get(c) is not None}
+        return cls.model_construct(**values, vectors=vectors)
+
+
+_REFERENCE_FIELDS = tuple(name for name in Reference.model_fields if name != "vectors")
 
 
 def _key(name: str) -> str:
@@ -238,49 +230,21 @@ def _utc(value: Any) -> Any:
     return value
 
 
-TS = pa.timestamp("us", tz="UTC")
+def _entity_schema() -> pa.Schema:
+    fields = {f.name: f for f in model_fields(Entity, exclude=("rights",)) + model_fields(Rights)}
+    # derived columns, written by Entity.to_row: exact-match keys and the full-text search column
+    fields["name_key"] = pa.field("name_key", pa.string(), nullable=False)
+    fields["alias_keys"] = pa.field("alias_keys", pa.list_(pa.string()))
+    fields["search_text"] = pa.field("search_text", pa.string())
+    return pa.schema(list(fields.values()))
 
-ENTITY_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("library", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("name", pa.string(), nullable=False),
-        pa.field("name_key", pa.string(), nullable=False),
-        pa.field("aliases", pa.list_(pa.string())),
-        pa.field("alias_keys", pa.list_(pa.string())),
-        pa.field("description", pa.string()),
-        pa.field("search_text", pa.string()),
-        pa.field("tags", pa.list_(pa.string())),
-        pa.field("attributes", pa.string()),
-        pa.field("rights_owner", pa.string()),
-        pa.field("rights_license", pa.string()),
-        pa.field("consent", pa.bool_()),
-        pa.field("rights_expires", TS),
-        pa.field("created", TS),
-        pa.field("updated", TS),
-    ]
-)
 
+ENTITY_SCHEMA = _entity_schema()
+# ``key`` is derived from ``id`` (Reference.key); vector columns are appended per embedder
 REFERENCE_BASE_FIELDS = [
-    pa.field("id", pa.string(), nullable=False),
+    *model_fields(Reference, exclude=("vectors",))[:1],
     pa.field("key", pa.int64(), nullable=False),
-    pa.field("entity_id", pa.string(), nullable=False),
-    pa.field("library", pa.string(), nullable=False),
-    pa.field("kind", pa.string(), nullable=False),
-    pa.field("era", pa.string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("image", pa.large_binary()),
-    pa.field("image_format", pa.string()),
-    pa.field("width", pa.int32()),
-    pa.field("height", pa.int32()),
-    pa.field("sha256", pa.string()),
-    pa.field("story", pa.string()),
-    pa.field("shot", pa.int32()),
-    pa.field("frame", pa.int32()),
-    pa.field("face_box", pa.list_(pa.float32())),
-    pa.field("quality", pa.float32()),
-    pa.field("created", TS),
+    *model_fields(Reference, exclude=("vectors",))[1:],
 ]
 REFERENCE_META_COLUMNS = [f.name for f in REFERENCE_BASE_FIELDS if f.name != "image"]
 
@@ -299,37 +263,55 @@ def reference_schema(vector_fields: list[pa.Field]) -> pa.Schema:
     return pa.schema(REFERENCE_BASE_FIELDS + list(vector_fields))
 
 
-TOKEN_SCHEMA = pa.schema(
-    [
-        pa.field("reference_id", pa.string(), nullable=False),
-        pa.field("library", pa.string(), nullable=False),
-        pa.field("entity_id", pa.string(), nullable=False),
-        pa.field("spec", pa.string(), nullable=False),
-        pa.field("ref_sha256", pa.string(), nullable=False),
-        pa.field("dtype", pa.string(), nullable=False),
-        pa.field("shape", pa.list_(pa.int64())),
-        pa.field("data", pa.large_binary()),
-        pa.field("created", TS),
-    ]
-)
+class TokenRow(BaseModel):
+    """One cached conditioning tensor (or VAE latent): (reference, encoder spec) -> array bytes.
+    ``ref_sha256`` is the image it was computed from: a changed image makes the row stale."""
 
-CONFIG_SCHEMA = pa.schema(
-    [pa.field("key", pa.string(), nullable=False), pa.field("value", pa.string(), nullable=False)]
-)
+    model_config = ConfigDict(extra="forbid")
+    reference_id: Id
+    library: Id
+    entity_id: Id
+    spec: Id
+    ref_sha256: Id
+    dtype: Id
+    shape: list[int]
+    data: bytes = Field(repr=False)
+    created: datetime = Field(default_factory=now)
 
-SHOT_SCHEMA = pa.schema(
-    [
-        pa.field("story_id", pa.string(), nullable=False),
-        pa.field("shot_index", pa.int32(), nullable=False),
-        pa.field("library", pa.string(), nullable=False),
-        pa.field("input_hash", pa.string(), nullable=False),
-        pa.field("prompt", pa.string()),
-        pa.field("generator", pa.string()),
-        pa.field("seed", pa.int64()),
-        pa.field("retrieved", pa.list_(pa.string())),
-        pa.field("memory", pa.list_(pa.string())),
-        pa.field("output", pa.string()),
-        pa.field("provenance", pa.string()),
-        pa.field("created", TS),
-    ]
-)
+    def array(self) -> np.ndarray:
+        return np.frombuffer(self.data, dtype=np.dtype(self.dtype)).reshape(tuple(self.shape))
+
+
+class ConfigRow(BaseModel):
+    """One configuration value of the store (JSON text under a key)."""
+
+    key: Id
+    value: Id
+
+
+class ShotRecord(BaseModel):
+    """A finished shot of a story run: the ``shots`` table's row, written last (the shot's commit
+    marker). ``input_hash`` chains everything that determined the shot; ``provenance`` is its manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+    story_id: Id
+    shot_index: Annotated[int, Col(type=pa.int32(), nullable=False)]
+    library: Id
+    input_hash: Id
+    prompt: Optional[str] = None
+    generator: Optional[str] = None
+    seed: Optional[int] = None
+    retrieved: list[str] = Field(default_factory=list)
+    memory: list[str] = Field(default_factory=list)
+    output: Optional[str] = None
+    provenance: Optional[str] = None
+    created: datetime = Field(default_factory=now)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "ShotRecord":
+        return cls.model_construct(**{**row, "created": _utc(row.get("created"))})
+
+
+TOKEN_SCHEMA = pa.schema(model_fields(TokenRow))
+CONFIG_SCHEMA = pa.schema(model_fields(ConfigRow))
+SHOT_SCHEMA = pa.schema(model_fields(ShotRecord))

@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+import numpy as np
 import pyarrow as pa
 
 from .errors import EmbedderMismatchError, InvalidInputError, NotAStoreError, StoreError
 from .schema import CONFIG_SCHEMA, ENTITY_SCHEMA, SHOT_SCHEMA, TOKEN_SCHEMA, reference_schema, vector_field
-from .validation import clean_library, sql_str
+from .validation import clean_library, sql_int_in, sql_str
 
 FORMAT_VERSION = 1
 DEFAULT_DB = "./continuity-db"
@@ -49,6 +50,86 @@ def _local_path(uri: str) -> Path:
     return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
 
 
+class VersionWatch:
+    """The Lance version of a table, read cheaply.
+
+    A held table handle answers ``version`` in ~0.2 ms (it lists the manifests). For a local
+    table, the ``_versions`` folder's mtime changes with every commit; when it is unchanged and
+    older than ``SAFE_S`` (so that a commit in the same coarse clock tick cannot hide behind it),
+    the version cannot have changed and the stat (~2 us) suffices."""
+
+    SAFE_S = 0.05
+
+    def __init__(self, store: Store, name: str):
+        self.store = store
+        self.name = name
+        self._table: Any = None
+        self._folder: Path | None = None
+        if store._local:
+            self._folder = _local_path(store.uri) / f"{name}.lance" / "_versions"
+        self._seen: tuple[int, int] | None = None  # (mtime_ns, version)
+
+    def version(self) -> int:
+        mtime = None
+        if self._folder is not None:
+            try:
+                mtime = self._folder.stat().st_mtime_ns
+            except OSError:
+                mtime = None
+            if (
+                mtime is not None and self._seen is not None and self._seen[0] == mtime
+                and time.time_ns() - mtime > self.SAFE_S * 1e9
+            ):
+                return self._seen[1]
+        if self._table is None:
+            self._table = self.store.table(self.name)
+        try:
+            version = int(self._table.version)
+        except Exception:  # noqa: BLE001 - lance raises several types here; the table was dropped and made again: open it anew
+            self._table = self.store.table(self.name)
+            version = int(self._table.version)
+        if mtime is not None:
+            self._seen = (mtime, version)
+        return version
+
+
+
+class ReferenceColumn:
+    """One library's vector column of the references table, as a :class:`memstore.index.RowSource`:
+    the only place the FAISS index's rows are read (and their SQL written)."""
+
+    FETCH_CHUNK = 2_000
+
+    def __init__(self, store: Store, library: str, column: str):
+        self.store = store
+        self.library = library
+        self.column = column
+        meta = store.vector_columns()[column]
+        self.dim = int(meta["dim"])
+        self.spec = meta["spec"]
+        self._watch = VersionWatch(store, "references")
+
+    def version(self) -> int:
+        return self._watch.version()
+
+    def _where(self) -> str:
+        return f"library = {sql_str(self.library)} AND {self.column} IS NOT NULL"
+
+    def key_table(self) -> pa.Table:
+        return self.store.references.to_lance().to_table(columns=["key", "kind"], filter=self._where())
+
+    def vector_table(self, keys: np.ndarray | None) -> pa.Table:
+        lance = self.store.references.to_lance()
+        columns = ["key", "kind", "entity_id", self.column]
+        if keys is None:
+            return lance.to_table(columns=columns, filter=self._where())
+        parts = [
+            lance.to_table(columns=columns, filter=f"{self._where()} AND {sql_int_in('key', keys[i : i + self.FETCH_CHUNK])}")
+            for i in range(0, len(keys), self.FETCH_CHUNK)
+        ]
+        return pa.concat_tables(parts) if parts else lance.to_table(columns=columns, filter="false")
+
+
 class Store:
     """A continuity store. Open with :meth:`open` (existing) or :meth:`init` (create if missing)."""
 
@@ -60,6 +141,7 @@ class Store:
         self._lock_depth = 0
         self._lock_file: Optional[Any] = None
         self._indexes: dict[tuple[str, str], Any] = {}
+        self._text_index: Any = None
         self._writes: dict[str, int] = {}
 
     # --- opening ------------------------------------------------------------------------------
@@ -296,14 +378,29 @@ class Store:
             )
         key = (library, column)
         if key not in self._indexes:
-            factory = self.library_config(library).get("index_factory", "auto")
-            self._indexes[key] = VectorIndex(self, library, column, factory=factory)
+            config = self.library_config(library)
+            self._indexes[key] = VectorIndex(
+                ReferenceColumn(self, library, column), self.index_dir() / library,
+                factory=config.get("index_factory", "auto"), params=config.get("index_params") or {},
+            )
         index = self._indexes[key]
         index.sync()
         return index
 
+    def watch(self, name: str) -> VersionWatch:
+        """A cheap reader of one table's version (to rebuild caches only when the table moved on)."""
+        return VersionWatch(self, name)
+
     def forget_indexes(self) -> None:
         self._indexes.clear()
+
+    def text_index(self) -> Any:
+        """The full-text (BM25) index over entities, shared by every library of this store."""
+        if self._text_index is None:
+            from .fts import TextIndex
+
+            self._text_index = TextIndex(self)
+        return self._text_index
 
     # --- maintenance --------------------------------------------------------------------------
     def repair(self) -> dict[str, int]:

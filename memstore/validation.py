@@ -134,3 +134,9 @@ def sql_in(column: str, values: Iterable[str]) -> str:
     if not items:
         return "false"
     return f"{column} IN ({', '.join(items)})"
+
+
+def sql_int_in(column: str, values: Iterable[int]) -> str:
+    """``column IN (1, 2)`` for integers (each checked to be one); ``false`` when empty."""
+    items = [str(int(v)) for v in values]
+    return f"{column} IN ({', '.join(items)})" if items else "false"

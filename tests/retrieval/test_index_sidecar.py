@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from memstore.index import VersionWatch, choose_factory
+from memstore.index import choose_factory
+from memstore.store import VersionWatch
 from memstore.store import Store
 
 from .conftest import image
