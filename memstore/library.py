@@ -418,7 +418,7 @@ class Library:
                         )
                     batch_keys[key] = item.entity.name
             self._ensure_columns([r for item in prepared for r in item.references])
-            refs = [r.to_row() for item in prepared for r in item.references]
+            refs = self._reference_rows([r for item in prepared for r in item.references])
             if refs:
                 self.store.retry(lambda: self.store.references.add(refs))
             try:
@@ -430,6 +430,17 @@ class Library:
                 raise
             self._compact()
         return [item.entity for item in prepared]
+
+    def _reference_rows(self, refs: Sequence[Reference]) -> list[dict[str, Any]]:
+        """Rows that all name every vector column (None where a reference has no vector): a batch's
+        columns are read off its first row, so a first image without a face would otherwise drop
+        the face vectors of every later image."""
+        columns = list(self.store.vector_columns())
+        rows = [r.to_row() for r in refs]
+        for row in rows:
+            for column in columns:
+                row.setdefault(column, None)
+        return rows
 
     def _compact(self) -> None:
         for name in ("entities", "references"):
@@ -494,7 +505,7 @@ class Library:
                 if self.find(ent.id) is None:
                     raise EntityNotFoundError(f"entity {ent.name!r} was removed meanwhile; nothing added")
                 self._ensure_columns(new_refs)
-                rows = [r.to_row() for r in new_refs]
+                rows = self._reference_rows(new_refs)
                 self.store.retry(lambda: self.store.references.add(rows))
         by_sha = {r.sha256: r for r in new_refs}
         return [by_sha.get(enc.sha256) or existing[enc.sha256] for enc in encoded_all]
