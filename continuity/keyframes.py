@@ -19,7 +19,11 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
+from memstore.embedders import Embedder, Embedding
 from memstore.errors import InvalidInputError
+from memstore.library import Library
+from memstore.schema import Entity, Reference
+from retrieval.query import RetrievalResult
 
 #: frames (H x W x 3 uint8) -> (N, d) float32 rows, L2-normalised
 EmbedFn = Callable[[list[np.ndarray]], np.ndarray]
@@ -240,3 +244,103 @@ __all__ = [
     "sharpness",
     "tiny_embed",
 ]
+
+
+# --- write-back ----------------------------------------------------------------------------------
+# The story loop's side of keyframes: which embedders measure them, which entities a keyframe
+# shows, and storing the new ones as harvested references.
+
+
+def image_embedder(library: Library) -> Embedder | None:
+    """The library's first image embedder (similarity of keyframes), if any."""
+    return next((e for e in library.embedders if e.modality == "image"), None)
+
+
+def face_embedder(library: Library) -> Embedder | None:
+    """The library's first face embedder (who a keyframe shows), if any."""
+    return next((e for e in library.embedders if e.modality == "face"), None)
+
+
+def frame_embed(library: Library) -> EmbedFn:
+    """Keyframe similarity: the library's first image embedder, else the weightless default."""
+    emb = image_embedder(library)
+    return embed_with(emb) if emb is not None else tiny_embed
+
+
+class KeyframeWriter:
+    """Extract a shot's keyframes and store them as harvested references of the entities they show.
+
+    StoryMem drops a keyframe that is > 0.9 similar to one already in memory. Our memory is
+    per entity, so the check is per entity too: a frame of the forest is a duplicate for the
+    forest, but the first frame of Aria in the forest is new for Aria and is kept for her."""
+
+    def __init__(self, library: Library, *, face_match_threshold: float, config: KeyframeConfig | None = None):
+        self.library = library
+        self.face_match_threshold = face_match_threshold
+        self.config = config or KeyframeConfig()
+        self.embed = frame_embed(library)
+        self._image = image_embedder(library)
+        self._face = face_embedder(library)
+
+    def write_back(self, story_id: str, index: int, frames: np.ndarray, result: RetrievalResult) -> list[Reference]:
+        keyframes = extract_keyframes(frames, embed=self.embed, config=self.config)
+        if not keyframes:
+            return []
+        key = self._image.column_name if self._image is not None else "_frame"
+        earlier = self._earlier_with_vectors(story_id, index, key)
+        written: list[Reference] = []
+        for kf in keyframes:
+            vector = np.asarray(kf.vector, dtype=np.float32)
+            for entity in self.attribute(kf.image, result):
+                seen = [r.vectors[key] for r in earlier if r.entity_id == entity.id and key in r.vectors]
+                if seen and _max_cosine(vector, seen) > self.config.memory_dedup:
+                    continue
+                written += self.library.add_images(
+                    entity, [kf.image], source="harvested", story=story_id, shot=index, frames=[kf.frame_index],
+                )
+        return written
+
+    def _earlier_with_vectors(self, story_id: str, index: int, key: str) -> list[Reference]:
+        """Keyframes of earlier shots, each with a vector under ``key`` (embedded once where the
+        store holds none from this embedder)."""
+        earlier = self.library.keyframes(story_id, before=index)
+        missing = {r.id: r for r in earlier if key not in r.vectors}
+        if missing:
+            loaded = self.library.references(ids=list(missing), with_images=True)
+            vectors = self.embed([np.asarray(r.pil()) for r in loaded]) if loaded else []
+            for ref, vector in zip(loaded, vectors):
+                missing[ref.id].vectors[key] = np.asarray(vector)
+        return earlier
+
+    def attribute(self, image: np.ndarray, result: RetrievalResult) -> list[Entity]:
+        """The shot's characters and location, with characters verified by face match where both
+        the keyframe and the character's references have faces."""
+        entities = [h.entity for h in result.hits if h.entity.kind in ("character", "location")]
+        if self._face is None:
+            return entities
+        column = self._face.column_name
+        found = detect_faces(self._face, image)
+        vectors = [np.asarray(f.vector) for f in found if f.vector is not None]
+        kept = []
+        for hit in result.hits:
+            entity = hit.entity
+            if entity.kind == "location":
+                kept.append(entity)
+            elif entity.kind == "character":
+                known = [r.vectors[column] for r in hit.references if column in r.vectors]
+                if not known or not vectors:  # nothing to verify against: trust the cast
+                    kept.append(entity)
+                elif max(float(np.dot(v, k)) for v in vectors for k in known) >= self.face_match_threshold:
+                    kept.append(entity)
+        return kept
+
+
+def detect_faces(face: Embedder, image: np.ndarray) -> list[Embedding]:
+    """Every face of an image where the embedder can find several, else its one (largest) face."""
+    detect = getattr(face, "detect_faces", None)
+    pil = Image.fromarray(image)
+    return list(detect(pil)) if detect is not None else list(face.embed([pil]))
+
+
+def _max_cosine(vector: np.ndarray, others: Sequence[np.ndarray]) -> float:
+    return max(float(np.dot(vector, v) / (np.linalg.norm(v) * np.linalg.norm(vector) + 1e-12)) for v in others)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numbers
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from .validation import (
     sql_int_in,
     sql_str,
 )
+
+if TYPE_CHECKING:
+    from .shots import ShotLog
 
 Progress = Optional[Callable[[int], None]]
 
@@ -184,10 +187,14 @@ class Library:
             if not ids:
                 return []
             clauses.append(sql_in("id", ids))
+        return self._reference_query(clauses, with_images=with_images, with_vectors=with_vectors,
+                                     live_only=entity is None and entity_ids is None)
+
+    def _reference_query(self, clauses: list[str], *, with_images: bool, with_vectors: bool, live_only: bool) -> list[Reference]:
         vector_cols = list(self.store.vector_columns()) if with_vectors else []
         columns = REFERENCE_META_COLUMNS + (["image"] if with_images else []) + vector_cols
         rows = self.store.references.search().where(self._where(*clauses)).select(columns).limit(None).to_list()
-        if entity is None and entity_ids is None:
+        if live_only:
             rows = self._live(rows)
         refs = [Reference.from_row(r, vector_cols) for r in rows]
         refs.sort(key=lambda r: (r.created, r.id))
@@ -208,6 +215,30 @@ class Library:
         if not refs:
             raise NotFoundError(f"no reference {ref_id!r} in library {self.name!r}")
         return refs[0]
+
+    def keyframes(
+        self,
+        story: str,
+        *,
+        before: Optional[int] = None,
+        at: Optional[int] = None,
+        with_images: bool = False,
+        with_vectors: bool = True,
+    ) -> list[Reference]:
+        """Harvested keyframes of one story: all, those of shots before ``before``, or of shot ``at``."""
+        clauses = ["source = 'harvested'", f"story = {sql_str(clean_text(story, 'story id'))}"]
+        if before is not None:
+            clauses.append(f"shot < {int(before)}")
+        if at is not None:
+            clauses.append(f"shot = {int(at)}")
+        return self._reference_query(clauses, with_images=with_images, with_vectors=with_vectors, live_only=True)
+
+    @property
+    def shots(self) -> "ShotLog":
+        """The shot log of this library's story runs."""
+        from .shots import ShotLog
+
+        return ShotLog(self)
 
     def images(self, ref_ids: Iterable[str]) -> dict[str, bytes]:
         """The encoded image bytes of these references, by id (one read for all)."""

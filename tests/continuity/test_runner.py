@@ -50,7 +50,7 @@ def cast(library, photos):
 
 
 def recorded(library, story_id: str = "test-story") -> dict[int, str]:
-    return StoryRunner(library, ".")._done_shots(story_id)
+    return library.shots.hashes(story_id)
 
 
 def run_story(library, out, data=None, generator=None, **config):

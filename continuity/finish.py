@@ -1,0 +1,91 @@
+"""The story's finish, after its last shot: the story MP4, the consistency metrics
+(``metrics.json``) and the HTML report, all read from what the shots wrote."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from memstore.embedders import Embedder
+from memstore.library import Library
+from memstore.schema import Entity
+
+from .keyframes import detect_faces, face_embedder, frame_embed
+from .metrics import ConsistencyReport, consistency, face_embed_with
+
+if TYPE_CHECKING:
+    from .runner import ShotRun, StoryRun
+
+#: entity name -> shot index -> that shot's keyframes of the entity
+Appearances = dict[str, dict[int, list[np.ndarray]]]
+
+
+def finish_story(run: StoryRun, library: Library, *, fps: int, generator: str) -> None:
+    """Write the story MP4, ``metrics.json`` and ``report.html`` of a run into its folder."""
+    from .video import concat_mp4
+
+    run.video = Path(concat_mp4(run.out_dir / "story.mp4", [s.video for s in run.shots], fps=fps))
+    appearances, entities = _appearances(run, library)
+    report = _metrics(run.shots, library, appearances, entities)
+    run.metrics = report.to_json()
+    (run.out_dir / "metrics.json").write_text(json.dumps(run.metrics, indent=2))
+    run.report = _report(run, library, appearances, report, generator)
+
+
+def _appearances(run: StoryRun, library: Library) -> tuple[Appearances, dict[str, Entity]]:
+    shot_indexes = {s.index for s in run.shots}
+    harvested = [r for r in library.keyframes(run.story.id, with_images=True, with_vectors=False) if r.shot in shot_indexes]
+    entities = library.entities_by_id({r.entity_id for r in harvested} | {h.entity.id for s in run.shots for h in s.result.hits})
+    appearances: Appearances = {}
+    for ref in harvested:
+        name = entities[ref.entity_id].name if ref.entity_id in entities else ref.entity_id
+        appearances.setdefault(name, {}).setdefault(int(ref.shot or 0), []).append(np.asarray(ref.pil()))
+    return appearances, entities
+
+
+def _metrics(shots: Sequence[ShotRun], library: Library, appearances: Appearances, entities: dict[str, Entity]) -> ConsistencyReport:
+    characters = [e for e in entities.values() if e.kind == "character"]
+    face = face_embedder(library)
+    references: dict[str, list[np.ndarray]] = {}
+    counts: dict[int, tuple[int, int]] = {}
+    if face is not None:
+        for entity in characters:
+            references[entity.name] = [np.asarray(r.pil()) for r in library.references(entity, source="registered", with_images=True)]
+        if getattr(face, "detect_faces", None) is not None:
+            counts = _character_counts(shots, library, face)
+    return consistency(
+        appearances, embed=frame_embed(library), face_embed=face_embed_with(face) if face is not None else None,
+        references=references, character_counts=counts, face_entities=[e.name for e in characters],
+    )
+
+
+def _character_counts(shots: Sequence[ShotRun], library: Library, face: Embedder) -> dict[int, tuple[int, int]]:
+    """Shot index -> (faces detected in its most crowded keyframe, characters the shot asked for)."""
+    counts = {}
+    for shot in shots:
+        frames = [np.asarray(k.pil()) for k in library.references(ids=[k.id for k in shot.keyframes], with_images=True)]
+        expected = len([h for h in shot.result.hits if h.entity.kind == "character"])
+        if frames:
+            detected = max(len([f for f in detect_faces(face, fr) if f.face_box is not None]) for fr in frames)
+            counts[shot.index] = (detected, expected)
+    return counts
+
+
+def _report(run: StoryRun, library: Library, appearances: Appearances, metrics: ConsistencyReport, generator: str) -> Path:
+    from .provenance import read_provenance
+    from .report import ReportImage, ShotReport, write_report
+
+    shots = []
+    cuts = {index: shot.cut for index, _, shot in run.story.iter_shots()}
+    for s in run.shots:
+        manifest = read_provenance(s.provenance)
+        keyframe_refs = library.references(ids=[k.id for k in s.keyframes], with_images=True) if s.keyframes else []
+        unique = {(k.shot, k.frame): k for k in keyframe_refs}
+        keyframes = [ReportImage(np.asarray(k.pil()), f"frame {k.frame}") for k in unique.values()]
+        memory = [ReportImage(np.asarray(f.reference.pil()), f"shot {f.shot} frame {f.frame}: {why}") for f, why in s.memory]
+        shots.append(ShotReport.from_manifest(manifest, s.provenance.parent, keyframes=keyframes, memory=memory,
+                                              cut=cuts.get(s.index, True)))
+    return Path(write_report(run.out_dir, run.story, shots, metrics, entity_sheets=appearances, generator=generator))
