@@ -31,13 +31,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memstore.errors import InvalidNameError, ScriptError
-from memstore.validation import clean_name
+from memstore.validation import MAX_PROMPT_CHARS, Kind, clean_name
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_SHOTS = 10_000
-MAX_PROMPT_CHARS = 4_000
-
-CastKind = Literal["character", "location", "prop", "style"]
+CastKind = Kind
 
 
 class _Model(BaseModel):

@@ -61,10 +61,6 @@ class Library:
         self.name = clean_library(name)
         self._embedders: Optional[list[Embedder]] = None
 
-    @classmethod
-    def open(cls, db: str | os.PathLike | None = None, library: str = "default", *, create: bool = True) -> "Library":
-        return cls(Store.open(db, create=create), library)
-
     def __repr__(self) -> str:
         return f"Library({self.name!r}, store={self.store.uri!r})"
 

@@ -10,17 +10,15 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .rows import NOT_NULL, TS, Col, model_fields
-from .validation import clean_description, clean_era, clean_name, clean_tags, clean_text
+from .validation import Kind, Source, clean_description, clean_era, clean_name, clean_tags, clean_text
 
-Kind = Literal["character", "location", "prop", "style"]
-Source = Literal["registered", "harvested"]
 Id = Annotated[str, NOT_NULL]
 Int32 = Annotated[int, Col(type=pa.int32())]
 Float32 = Annotated[float, Col(type=pa.float32())]

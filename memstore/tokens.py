@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import EmbedderError, InvalidInputError
-from .schema import Reference, now
+from .schema import Reference, TokenRow
 from .validation import sql_in, sql_str
 
 STORED_DTYPES = ("float16", "float32")
@@ -45,19 +45,18 @@ class TokenCache:
     def _where(self, *clauses: str) -> str:
         return " AND ".join([f"library = {sql_str(self.library.name)}", *clauses])
 
-    def _rows(self, ids: Sequence[str], spec: str) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
+    def _rows(self, ids: Sequence[str], spec: str) -> dict[str, TokenRow]:
+        out: dict[str, TokenRow] = {}
         ids = list(dict.fromkeys(ids))
         for start in range(0, len(ids), 500):
             where = self._where(f"spec = {sql_str(spec)}", sql_in("reference_id", ids[start : start + 500]))
             for row in self.store.tokens.search().where(where).limit(None).to_list():
-                out[row["reference_id"]] = row
+                out[row["reference_id"]] = TokenRow.model_construct(**row)
         return out
 
     @staticmethod
-    def _decode(row: dict[str, Any]) -> np.ndarray:
-        arr = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"])).reshape(tuple(row["shape"]))
-        return arr.astype(np.float32)
+    def _decode(row: TokenRow) -> np.ndarray:
+        return row.array().astype(np.float32)
 
     def get(self, reference_id: str, spec: str) -> np.ndarray | None:
         """The cached array (float32) for a reference and spec; None when absent or stale."""
@@ -69,7 +68,7 @@ class TokenCache:
         current = self.store.references.search().where(
             self._where(f"id = {sql_str(reference_id)}")
         ).select(["sha256"]).limit(1).to_list()
-        if not current or current[0]["sha256"] != row["ref_sha256"]:
+        if not current or current[0]["sha256"] != row.ref_sha256:
             return None  # the reference changed or is gone: the tokens describe another image
         return self._decode(row)
 
@@ -77,7 +76,7 @@ class TokenCache:
         return self.store.tokens.count_rows(self._where(*([f"spec = {sql_str(spec)}"] if spec else [])))
 
     # --- writing ------------------------------------------------------------------------------
-    def _row(self, reference: Reference, spec: str, array: Any) -> dict[str, Any]:
+    def _row(self, reference: Reference, spec: str, array: Any) -> TokenRow:
         try:
             arr = np.asarray(array, dtype=np.float32)
         except (TypeError, ValueError):
@@ -88,29 +87,23 @@ class TokenCache:
             stored = arr.astype(self.dtype)
         if not np.isfinite(stored).all():  # beyond float16's range: keep full precision
             stored = arr
-        return {
-            "reference_id": reference.id,
-            "library": self.library.name,
-            "entity_id": reference.entity_id,
-            "spec": spec,
-            "ref_sha256": reference.sha256,
-            "dtype": str(stored.dtype),
-            "shape": list(stored.shape),
-            "data": np.ascontiguousarray(stored).tobytes(),
-            "created": now(),
-        }
+        return TokenRow(
+            reference_id=reference.id, library=self.library.name, entity_id=reference.entity_id, spec=spec,
+            ref_sha256=reference.sha256, dtype=str(stored.dtype), shape=list(stored.shape),
+            data=np.ascontiguousarray(stored).tobytes(),
+        )
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, records: list[TokenRow]) -> None:
         """Upsert rows in one commit, skipping references removed meanwhile (no orphan tokens)."""
-        if not rows:
+        if not records:
             return
         with self.store.write_lock():
-            ids = [r["reference_id"] for r in rows]
+            ids = [r.reference_id for r in records]
             live = {
                 r["id"]
                 for r in self.store.references.search().where(self._where(sql_in("id", ids))).select(["id"]).limit(None).to_list()
             }
-            rows = [r for r in rows if r["reference_id"] in live]
+            rows = [r.model_dump() for r in records if r.reference_id in live]
             if not rows:
                 return
             table = self.store.tokens
@@ -149,7 +142,7 @@ class TokenCache:
         missing: dict[str, Reference] = {}
         for ref in references:
             row = rows.get(ref.id)
-            if row is not None and row["ref_sha256"] == ref.sha256:
+            if row is not None and row.ref_sha256 == ref.sha256:
                 result[ref.id] = self._decode(row)
             else:
                 missing.setdefault(ref.id, ref)
@@ -159,7 +152,7 @@ class TokenCache:
             new_rows = [self._row(ref, spec, arr) for ref, arr in zip(todo, arrays)]
             self._write(new_rows)
             for row in new_rows:
-                result[row["reference_id"]] = self._decode(row)
+                result[row.reference_id] = self._decode(row)
         return [result[r.id] for r in references]
 
     def _encode(self, encoder: Any, refs: list[Reference]) -> np.ndarray:

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Iterable
+from typing import Iterable, Literal, get_args
 
 from .errors import FilterError, InvalidNameError
 
 MAX_NAME_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 20_000
-KINDS = ("character", "location", "prop", "style")
-SOURCES = ("registered", "harvested")
+#: the one prompt limit: a story script's shot, a query over HTTP or in Python
+MAX_PROMPT_CHARS = 20_000
+#: the one list of entity kinds (the Literal types the models; the tuple checks input)
+Kind = Literal["character", "location", "prop", "style"]
+KINDS: tuple[str, ...] = get_args(Kind)
+Source = Literal["registered", "harvested"]
+SOURCES: tuple[str, ...] = get_args(Source)
 
 _LIBRARY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ERA_RE = re.compile(r"^[\w][\w .:+-]{0,63}$", re.UNICODE)
