@@ -42,7 +42,8 @@ def images():
 
     astronaut, chelsea = data.astronaut(), data.chelsea()
     png = encode(astronaut, "PNG")
-    return {"astronaut.png": png, "chelsea.jpg": encode(chelsea, "JPEG"), "truncated.png": png[: len(png) // 3]}
+    return {"astronaut.png": png, "chelsea.jpg": encode(chelsea, "JPEG"),
+            "truncated.png": png[: len(png) // 3]}
 
 
 @pytest.fixture
@@ -72,8 +73,8 @@ def assert_error(response, status, error=None):
 
 def fill(client, images):
     r = register(client, "Mara", files=[("astronaut.png", images["astronaut.png"], "image/png")],
-                 aliases=["the pilot", "Captain M"], description="an astronaut in a white suit", tags=["hero"],
-                 consent="yes", rights_owner="Studio North")
+                 aliases=["the pilot", "Captain M"], description="an astronaut in a white suit",
+                 tags=["hero"], consent="yes", rights_owner="Studio North")
     assert r.status_code == 201, r.text
     r = register(client, "Harbor Cat", "prop", files=[("chelsea.jpg", images["chelsea.jpg"], "image/jpeg")],
                  description="a tabby cat with green eyes")
@@ -128,7 +129,9 @@ def test_images_round_trip_byte_identical(shared, images, name, filename, media)
 
 
 def test_list_filters_by_kind_and_tag(shared):
-    names = lambda r: [e["name"] for e in r.json()["entities"]]
+    def names(r):
+        return [e["name"] for e in r.json()["entities"]]
+
     assert sorted(names(shared.get("/libraries/default/entities"))) == ["Harbor Cat", "Mara"]
     assert names(shared.get("/libraries/default/entities", params={"kind": "prop"})) == ["Harbor Cat"]
     assert names(shared.get("/libraries/default/entities", params={"tag": "hero"})) == ["Mara"]
@@ -160,8 +163,8 @@ def images_array_small():
     return np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("bad, error", [("truncated.png", "TruncatedImageError"), (b"not an image", "NotAnImageError"),
-                                        (b"", "EmptyImageError")])
+@pytest.mark.parametrize("bad, error", [("truncated.png", "TruncatedImageError"),
+                                        (b"not an image", "NotAnImageError"), (b"", "EmptyImageError")])
 def test_bad_image_is_422_and_nothing_written(cast, images, bad, error):
     data = images[bad] if isinstance(bad, str) else bad
     before = counts(cast)
@@ -187,16 +190,18 @@ def test_bad_fields_are_422(client, images, fields, error):
 
 
 def test_missing_form_field_is_422_in_the_error_shape(client):
-    body = assert_error(client.post("/libraries/default/entities", data={"name": "X"}), 422, "InvalidInputError")
+    r = client.post("/libraries/default/entities", data={"name": "X"})
+    body = assert_error(r, 422, "InvalidInputError")
     assert "kind" in body["message"]
 
 
 def test_add_images_dedupes_and_delete_removes(cast, images):
     url = "/libraries/default/entities/Mara/images"
-    r = cast.post(url, data={"era": "armored"}, files=[("images", ("c.jpg", images["chelsea.jpg"], "image/jpeg"))])
+    chelsea = [("images", ("c.jpg", images["chelsea.jpg"], "image/jpeg"))]
+    r = cast.post(url, data={"era": "armored"}, files=chelsea)
     assert r.status_code == 201, r.text
     assert r.json()["added"] == 1 and r.json()["references"][0]["era"] == "armored"
-    again = cast.post(url, files=[("images", ("c.jpg", images["chelsea.jpg"], "image/jpeg"))]).json()
+    again = cast.post(url, files=chelsea).json()
     assert again["added"] == 0 and again["references"][0]["new"] is False
     refs = cast.get("/libraries/default/entities/Mara").json()["references"]
     assert sorted(r["era"] for r in refs) == ["armored", "default"]
@@ -255,7 +260,8 @@ def test_reference_ids_are_checked_and_scoped_to_their_library(cast, images):
     (ref,) = cast.get("/libraries/default/entities/Mara").json()["references"]
     assert_error(cast.get("/libraries/default/references/" + quote("x' OR 1=1", safe="") + "/image"), 422)
     assert_error(cast.get("/libraries/default/references/" + "0" * 32 + "/image"), 404, "NotFoundError")
-    r = register(cast, "Other", lib="other", files=[("a.png", encode(images_array_small(), "PNG"), "image/png")])
+    small = [("a.png", encode(images_array_small(), "PNG"), "image/png")]
+    r = register(cast, "Other", lib="other", files=small)
     assert r.status_code == 201
     assert_error(cast.get(f"/libraries/other/references/{ref['id']}/image"), 404)  # exists, but in 'default'
 
@@ -264,7 +270,8 @@ def test_reference_ids_are_checked_and_scoped_to_their_library(cast, images):
 def test_oversized_upload_is_413_and_store_unchanged(tmp_path, images):
     with TestClient(create_app(str(tmp_path / "db"), max_upload_bytes=100_000)) as c:
         assert len(images["astronaut.png"]) > 100_000 > len(images["chelsea.jpg"])
-        files = [("chelsea.jpg", images["chelsea.jpg"], "image/jpeg"), ("astronaut.png", images["astronaut.png"], "image/png")]
+        files = [("chelsea.jpg", images["chelsea.jpg"], "image/jpeg"),
+                 ("astronaut.png", images["astronaut.png"], "image/png")]
         body = assert_error(register(c, "Big", files=files), 413, "UploadTooLargeError")
         assert "astronaut.png" in body["message"]
         # a request body over the whole-request limit is refused before it is parsed
@@ -279,7 +286,8 @@ def test_oversized_upload_is_413_and_store_unchanged(tmp_path, images):
                 yield b"\0" * 4096
             yield b"\r\n--XX--\r\n"
 
-        r = c.post("/libraries/default/entities", content=chunked(), headers={"content-type": "multipart/form-data; boundary=XX"})
+        multipart = {"content-type": "multipart/form-data; boundary=XX"}
+        r = c.post("/libraries/default/entities", content=chunked(), headers=multipart)
         assert "content-length" not in r.request.headers
         assert_error(r, 413, "PayloadTooLargeError")
         assert c.app.state.continuity.store.library("default").count() == {"entities": 0, "references": 0}
@@ -300,7 +308,8 @@ def test_api_key_is_required_except_for_health(tmp_path, images):
         for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"},
                         {"Authorization": "Bearer "}, {"Authorization": "s3cret"}]:
             for method, path in [("get", "/libraries"), ("get", "/docs"), ("get", "/openapi.json"),
-                                 ("post", "/libraries/default/entities"), ("get", "/libraries/default/export")]:
+                                 ("post", "/libraries/default/entities"),
+                                 ("get", "/libraries/default/export")]:
                 r = getattr(c, method)(path, headers=headers)
                 assert_error(r, 401, "UnauthorizedError")
                 assert r.headers["www-authenticate"] == "Bearer"
@@ -312,15 +321,7 @@ def test_api_key_is_required_except_for_health(tmp_path, images):
 
 
 # --- retrieval and export ----------------------------------------------------------------------------
-@pytest.fixture
-def retriever_present():
-    try:
-        from retrieval import Retriever  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"retrieval.Retriever is not in the tree yet ({exc}); /query is tested once it is")
-
-
-def test_query_returns_hits_with_reasons_and_image_urls(shared, retriever_present, images):
+def test_query_returns_hits_with_reasons_and_image_urls(shared, images):
     r = shared.post("/libraries/default/query", json={"prompt": "The pilot strokes Harbor Cat", "k": 4})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -329,9 +330,11 @@ def test_query_returns_hits_with_reasons_and_image_urls(shared, retriever_presen
     assert any("the pilot" in why for why in hits["Mara"]["reasons"])
     ref = hits["Mara"]["references"][0]
     assert shared.get(ref["image_url"]).content == images["astronaut.png"]
-    only_cat = shared.post("/libraries/default/query", json={"prompt": "someone in a room", "cast": ["Harbor Cat"]}).json()
+    only_cat = shared.post("/libraries/default/query",
+                           json={"prompt": "someone in a room", "cast": ["Harbor Cat"]}).json()
     assert [h["name"] for h in only_cat["hits"]] == ["Harbor Cat"]
-    kinds = shared.post("/libraries/default/query", json={"prompt": "The pilot and Harbor Cat", "kinds": ["prop"]}).json()
+    kinds = shared.post("/libraries/default/query",
+                        json={"prompt": "The pilot and Harbor Cat", "kinds": ["prop"]}).json()
     assert [h["kind"] for h in kinds["hits"]] == ["prop"]
 
 
@@ -339,18 +342,20 @@ def test_query_returns_hits_with_reasons_and_image_urls(shared, retriever_presen
                                   {"prompt": "x", "kinds": ["dragon"]}, {"prompt": "x", "surprise": 1},
                                   {"k": 3}, {"prompt": "x", "shot_index": -1},
                                   {"prompt": "x" * 20_001}])
-def test_bad_queries_are_422(shared, retriever_present, body):
+def test_bad_queries_are_422(shared, body):
     assert_error(shared.post("/libraries/default/query", json=body), 422)
 
 
-def test_query_on_unknown_library_is_404_and_non_json_is_422(shared, retriever_present):
+def test_query_on_unknown_library_is_404_and_non_json_is_422(shared):
     assert_error(shared.post("/libraries/elsewhere/query", json={"prompt": "Mara"}), 404)
+    as_json = {"content-type": "application/json"}
     for raw in [b'{"prompt": "Mara \\ud800"}', b'{"prompt": "Mara", "cast": ["\\udfff"]}']:  # lone surrogates
-        assert_error(shared.post("/libraries/default/query", content=raw, headers={"content-type": "application/json"}), 422)
-    r = shared.post("/libraries/default/query", content=b"{not json", headers={"content-type": "application/json"})
+        assert_error(shared.post("/libraries/default/query", content=raw, headers=as_json), 422)
+    r = shared.post("/libraries/default/query", content=b"{not json", headers=as_json)
     assert_error(r, 422, "InvalidInputError")
-    big = b'{"prompt": "' + b"a" * (2 * 1024 * 1024) + b'"}'  # JSON bodies get a far smaller limit than uploads
-    assert_error(shared.post("/libraries/default/query", content=big, headers={"content-type": "application/json"}), 413)
+    # JSON bodies get a far smaller limit than uploads
+    big = b'{"prompt": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+    assert_error(shared.post("/libraries/default/query", content=big, headers=as_json), 413)
 
 
 def test_export_download_imports_into_another_store(shared, images, tmp_path):
@@ -369,10 +374,11 @@ def test_export_download_imports_into_another_store(shared, images, tmp_path):
     assert all(r.image is not None and hashlib.sha256(r.image).hexdigest() == h for h, r in stored.items())
     assert_error(shared.get("/libraries/elsewhere/export"), 404)
     leftovers = list(Path(os.environ.get("TMPDIR", "/tmp")).glob("continuity-export-*"))
-    assert not any((p / "default.continuity").exists() for p in leftovers)  # temp archive deleted after sending
+    # the temporary archive is deleted after sending
+    assert not any((p / "default.continuity").exists() for p in leftovers)
 
 
-def test_concurrent_registers_and_queries_all_land(client, retriever_present):
+def test_concurrent_registers_and_queries_all_land(client):
     """The server runs handlers in a thread pool: writes from several threads must all commit,
     and queries running beside them must see each finished entity."""
     from concurrent.futures import ThreadPoolExecutor
@@ -420,8 +426,9 @@ def test_serve_command_answers_on_loopback_with_key(tmp_path):
             assert time.monotonic() < deadline, "server did not answer within 30 s"
             time.sleep(0.2)
         assert httpx.get(base + "/libraries", timeout=5).status_code == 401
-        assert httpx.get(base + "/libraries", headers={"Authorization": "Bearer k-123"}, timeout=5).json() == {"libraries": []}
-        assert httpx.get(base + "/libraries/..%2Fetc/entities", headers={"Authorization": "Bearer k-123"}, timeout=5).status_code == 422
+        keyed = {"Authorization": "Bearer k-123"}
+        assert httpx.get(base + "/libraries", headers=keyed, timeout=5).json() == {"libraries": []}
+        assert httpx.get(base + "/libraries/..%2Fetc/entities", headers=keyed, timeout=5).status_code == 422
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -433,7 +440,8 @@ def test_serve_command_refuses_an_unset_key_variable(tmp_path):
     from continuity.cli import app
 
     env = {k: v for k, v in os.environ.items() if k != "NO_SUCH_KEY_VAR"}
-    result = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "db"), "--api-key-env", "NO_SUCH_KEY_VAR"], env=env)
+    args = ["serve", "--db", str(tmp_path / "db"), "--api-key-env", "NO_SUCH_KEY_VAR"]
+    result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 2
     assert "NO_SUCH_KEY_VAR" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "db").exists()

@@ -1,0 +1,110 @@
+"""Entities of a library: list, register with images, read, add images, remove."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+
+from memstore.errors import InvalidInputError
+from memstore.validation import clean_name
+
+from ..limits import load_uploads
+from ..shapes import entity_json, reference_json
+from ..state import ExistingLibraryDep, LibraryDep, UploadLimitDep
+
+router = APIRouter(tags=["entities"])
+
+
+def get_entity_name(name: str) -> str:
+    """The route's ``{name}`` (an entity's name, alias or id), refused when it is no valid name."""
+    return clean_name(name)
+
+
+# Declared after the library, so it runs after it: a bad library name is reported first, as before.
+EntityNameDep = Annotated[str, Depends(get_entity_name)]
+
+
+def parse_consent(value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    text = value.strip().lower()
+    if text in ("yes", "true", "1"):
+        return True
+    if text in ("no", "false", "0"):
+        return False
+    raise InvalidInputError(f"consent must be 'yes' or 'no', got {value!r}")
+
+
+@router.get("/libraries/{lib:path}/entities")
+def list_entities(
+    library: ExistingLibraryDep, kind: str | None = None, tag: str | None = None
+) -> dict[str, Any]:
+    entities = library.list(kind=kind or None, tag=tag or None)
+    counts: dict[str, int] = {}
+    for ref in library.references(with_vectors=False):
+        counts[ref.entity_id] = counts.get(ref.entity_id, 0) + 1
+    return {
+        "library": library.name,
+        "entities": [{**entity_json(e), "reference_count": counts.get(e.id, 0)} for e in entities],
+    }
+
+
+@router.post("/libraries/{lib:path}/entities/{name:path}/images", status_code=201)
+def add_images(
+    library: LibraryDep,
+    upload_limit: UploadLimitDep,
+    name: EntityNameDep,
+    images: Annotated[list[UploadFile], File(description="Reference images (JPEG, PNG, WebP, ...).")],
+    era: Annotated[str, Form()] = "default",
+) -> dict[str, Any]:
+    """Add images to an entity, all or none; bytes it already has are not stored twice."""
+    entity = library.get(name)
+    encoded = load_uploads(images, upload_limit)
+    if not encoded:
+        raise InvalidInputError("no images in the request; send one or more 'images' files")
+    before = {r.id for r in library.references(entity, with_vectors=False)}
+    refs = library.add_images(entity, [e.data for e in encoded], era=era)
+    return {
+        "entity": entity_json(entity),
+        "added": len({r.id for r in refs} - before),
+        "references": [{**reference_json(r, library.name), "new": r.id not in before} for r in refs],
+    }
+
+
+@router.get("/libraries/{lib:path}/entities/{name:path}")
+def get_entity(library: LibraryDep, name: EntityNameDep) -> dict[str, Any]:
+    entity = library.get(name)
+    return entity_json(entity, library.references(entity, with_vectors=True))
+
+
+@router.delete("/libraries/{lib:path}/entities/{name:path}")
+def remove_entity(library: LibraryDep, name: EntityNameDep) -> dict[str, Any]:
+    """Remove an entity with its references and cached tokens."""
+    return {"removed": entity_json(library.remove(name))}
+
+
+@router.post("/libraries/{lib:path}/entities", status_code=201)
+def register_entity(
+    library: LibraryDep,
+    upload_limit: UploadLimitDep,
+    name: Annotated[str, Form()],
+    kind: Annotated[str, Form(description="character | location | prop | style")],
+    aliases: Annotated[list[str], Form(description="Other names (repeat the field).")] = [],  # noqa: B006
+    description: Annotated[str, Form()] = "",
+    tags: Annotated[list[str], Form(description="Tags (repeat the field).")] = [],  # noqa: B006
+    era: Annotated[str, Form(description="Version label of these images.")] = "default",
+    consent: Annotated[str | None, Form(description="yes | no")] = None,
+    rights_owner: Annotated[str | None, Form()] = None,
+    license: Annotated[str | None, Form()] = None,
+    rights_expires: Annotated[str | None, Form(description="ISO date after which use is refused.")] = None,
+    images: Annotated[list[UploadFile] | None, File(description="Reference images.")] = None,
+) -> dict[str, Any]:
+    """Register an entity with its images; nothing is written if any field or image is bad."""
+    rights = {"owner": rights_owner or None, "license": license or None, "consent": parse_consent(consent),
+              "expires": rights_expires or None}
+    encoded = load_uploads(images, upload_limit)
+    entity = library.register(
+        name, kind, images=[e.data for e in encoded], aliases=[a for a in aliases if a.strip()],
+        description=description, tags=[t for t in tags if t.strip()], era=era, rights=rights,
+    )
+    return entity_json(entity, library.references(entity, with_vectors=True))
