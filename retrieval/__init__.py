@@ -1,7 +1,33 @@
 """From a shot prompt and story context to the blueprints the shot needs. Imports no torch."""
+from __future__ import annotations
+
 from .context import StoryContext
+from .fusion import DEFAULT_BUDGETS, DEFAULT_MIN_SCORE, WEIGHTS
+from .memory import POLICIES, MemoryFrame, group_frames, select_memory
 from .mentions import Mention, NameMatcher, find_mentions
 from .query import Hit, RetrievalResult, ShotQuery
-from .retriever import Retriever
+from .retriever import MAX_PROMPT_CHARS, Retriever, default_signals
+from .signals import Signal, SignalInput, Term
 
-__all__ = ["Hit", "Mention", "NameMatcher", "RetrievalResult", "Retriever", "ShotQuery", "StoryContext", "find_mentions"]
+__all__ = [
+    "DEFAULT_BUDGETS",
+    "DEFAULT_MIN_SCORE",
+    "MAX_PROMPT_CHARS",
+    "POLICIES",
+    "WEIGHTS",
+    "Hit",
+    "MemoryFrame",
+    "Mention",
+    "NameMatcher",
+    "RetrievalResult",
+    "Retriever",
+    "ShotQuery",
+    "Signal",
+    "SignalInput",
+    "StoryContext",
+    "Term",
+    "default_signals",
+    "find_mentions",
+    "group_frames",
+    "select_memory",
+]

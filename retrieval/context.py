@@ -13,18 +13,37 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from memstore.schema import Entity
 
-MALE = frozenset(["he", "him", "his", "himself", "man", "men", "boy", "boys", "gentleman", "guy", "king", "prince", "father", "dad", "son", "brother", "husband", "uncle", "grandfather", "mr", "sir", "lord", "male", "monk", "wizard"])
-FEMALE = frozenset(["she", "her", "hers", "herself", "woman", "women", "girl", "girls", "lady", "queen", "princess", "mother", "mom", "daughter", "sister", "wife", "aunt", "grandmother", "mrs", "ms", "miss", "madam", "female", "witch"])
+if TYPE_CHECKING:
+    from .query import RetrievalResult
+
+MALE = frozenset(
+    """
+    he him his himself man men boy boys gentleman guy king prince father dad son brother husband
+    uncle grandfather mr sir lord male monk wizard
+    """.split()
+)
+FEMALE = frozenset(
+    """
+    she her hers herself woman women girl girls lady queen princess mother mom daughter sister wife
+    aunt grandmother mrs ms miss madam female witch
+    """.split()
+)
 PRONOUNS = {"he": "male", "him": "male", "his": "male", "himself": "male",
             "she": "female", "her": "female", "hers": "female", "herself": "female",
             "they": "plural", "them": "plural", "their": "plural", "themselves": "plural"}
 #: head nouns of definite descriptions that may name a cast member ("the queen", "the old man")
 ROLE_NOUNS = frozenset(
-    ["man", "woman", "boy", "girl", "child", "kid", "king", "queen", "prince", "princess", "knight", "soldier", "guard", "detective", "doctor", "scientist", "teacher", "student", "robot", "dog", "cat", "puppy", "kitten", "bird", "horse", "monkey", "astronaut", "explorer", "captain", "artist", "painter", "stranger", "hero", "heroine", "villain", "wizard", "witch", "monk", "lady", "gentleman", "mother", "father", "son", "daughter", "brother", "sister", "husband", "wife", "grandmother", "grandfather", "boss", "officer", "sailor", "pilot", "chef", "farmer", "creature", "alien", "mermaid", "fox", "wolf", "dragon", "baby"]
+    """
+    man woman boy girl child kid king queen prince princess knight soldier guard detective doctor
+    scientist teacher student robot dog cat puppy kitten bird horse monkey astronaut explorer
+    captain artist painter stranger hero heroine villain wizard witch monk lady gentleman mother
+    father son daughter brother sister husband wife grandmother grandfather boss officer sailor
+    pilot chef farmer creature alien mermaid fox wolf dragon baby
+    """.split()
 )
 _WORD = re.compile(r"[^\W_]+")
 _DEFINITE = re.compile(r"\b(?:the|this|that)((?:\s+[a-z]+){1,3})", re.IGNORECASE)
@@ -52,7 +71,8 @@ def gender_of(entity: Entity) -> str | None:
 
 
 def role_words(entity: Entity) -> set[str]:
-    return set(_words(" ".join([entity.name, *entity.aliases, entity.description[:400], str(entity.attributes.get("role", ""))])))
+    role = str(entity.attributes.get("role", ""))
+    return set(_words(" ".join([entity.name, *entity.aliases, entity.description[:400], role])))
 
 
 @dataclass(frozen=True)
@@ -72,7 +92,7 @@ class StoryContext:
     recent: list[str] = field(default_factory=list)  # characters, most recently seen first
     shots: int = 0
 
-    def update(self, result: Any) -> None:
+    def update(self, result: RetrievalResult) -> None:
         """Record what a shot retrieved (a :class:`retrieval.query.RetrievalResult`)."""
         chars = [h.entity.id for h in result.hits if h.entity.kind == "character"]
         locs = [h.entity.id for h in result.hits if h.entity.kind == "location"]
@@ -98,7 +118,8 @@ class StoryContext:
                     out.append(Resolution(eid, "carried", 1.0, "carried from previous shot (no cut)"))
             if self.location is not None:
                 out.append(Resolution(self.location, "carried", 1.0, "carried from previous shot (no cut)"))
-        pool = [c for c in self.recent if c in characters] + [c for c in self.on_screen if c in characters and c not in self.recent]
+        pool = [c for c in self.recent if c in characters]
+        pool += [c for c in self.on_screen if c in characters and c not in self.recent]
         # definite descriptions may also name someone not seen yet ("the old man" of the cast list)
         everyone = pool + [c for c in characters if c not in pool]
         words = _words(prompt)
@@ -112,13 +133,15 @@ class StoryContext:
                 match = next((c for c in pool if gender_of(characters[c]) is None), None)
             if match is not None and match not in named:
                 pronoun = next(w for w in words if PRONOUNS.get(w) == gender)
-                out.append(Resolution(match, "pronoun", 1.0, f"'{pronoun}' resolved to {characters[match].name} (story context)"))
+                reason = f"'{pronoun}' resolved to {characters[match].name} (story context)"
+                out.append(Resolution(match, "pronoun", 1.0, reason))
         if "plural" in wanted and not named:
             for eid in self.on_screen[:3]:
                 if eid in characters:
-                    out.append(Resolution(eid, "pronoun", 0.8, f"'they' resolved to {characters[eid].name} (on screen)"))
-        for match in _DEFINITE.finditer(prompt):
-            phrase_words = _words(match.group(1))
+                    reason = f"'they' resolved to {characters[eid].name} (on screen)"
+                    out.append(Resolution(eid, "pronoun", 0.8, reason))
+        for found in _DEFINITE.finditer(prompt):
+            phrase_words = _words(found.group(1))
             heads = [i for i, w in enumerate(phrase_words) if w in ROLE_NOUNS]
             if not heads:
                 continue
@@ -135,5 +158,6 @@ class StoryContext:
                         best = (c, hit)
             if best is not None and best[0] not in named:
                 phrase = " ".join(["the", *phrase_words[: heads[-1] + 1]])
-                out.append(Resolution(best[0], "pronoun", 0.9, f"'{phrase}' resolved to {characters[best[0]].name} (story context)"))
+                reason = f"'{phrase}' resolved to {characters[best[0]].name} (story context)"
+                out.append(Resolution(best[0], "pronoun", 0.9, reason))
         return out

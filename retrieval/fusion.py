@@ -12,10 +12,14 @@ stories (bean, cat) and checked on the other annotated ones (benchmarks/bench_re
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .signals.base import Term
 
 #: how far each signal alone can be trusted (its evidence is scaled by it)
 WEIGHTS = {
@@ -28,6 +32,7 @@ WEIGHTS = {
     "clip_image": 0.6,
     "clip_text": 0.5,
 }
+#: most entities of each kind in one result: one entry per kind of memstore.validation.KINDS
 DEFAULT_BUDGETS = {"character": 3, "location": 1, "prop": 2, "style": 1}
 DEFAULT_MIN_SCORE = 0.35
 #: BM25 evidence saturates: s / (s + BM25_HALF) is 0.5 at BM25_HALF
@@ -69,22 +74,42 @@ class Evidence:
         self.terms[signal] = evidence
         self.raw[signal] = float(evidence if raw is None else raw)
 
-    def score(self, weights: dict[str, float] = WEIGHTS) -> float:
+    def score(self, weights: Mapping[str, float] = WEIGHTS) -> float:
         miss = 1.0
         for signal, e in self.terms.items():
             miss *= 1.0 - weights.get(signal, 0.0) * e
         return 1.0 - miss
 
 
+#: how the reason of a term that may come again stronger starts (the weaker reason is then replaced)
+_REASON_PREFIX = {"bm25": "BM25", "clip_image": "CLIP text->image", "clip_text": "CLIP text->text"}
+
+
 def _prefix(signal: str) -> str:
-    return {"bm25": "BM25", "clip_image": "CLIP text->image", "clip_text": "CLIP text->text"}.get(signal, "\0")
+    return _REASON_PREFIX.get(signal, "\0")
+
+
+def fuse(terms: Iterable[Term]) -> dict[str, Evidence]:
+    """One :class:`Evidence` per entity, its terms added in the order the signals gave them (that
+    order is the order of its reasons, and breaks ties between equal scores)."""
+    evidence: dict[str, Evidence] = {}
+    for t in terms:
+        evidence.setdefault(t.entity_id, Evidence(t.entity_id)).add(t.signal, t.evidence, t.reason, t.raw)
+    return evidence
+
+
+def rank(
+    evidence: Mapping[str, Evidence], kind_of: Callable[[str], str], weights: Mapping[str, float] = WEIGHTS
+) -> list[tuple[str, str, float]]:
+    """(entity_id, kind, fused score) of every entity with at least one term, for :func:`apply_budgets`."""
+    return [(eid, kind_of(eid), e.score(weights)) for eid, e in evidence.items() if e.terms]
 
 
 def apply_budgets(
     ranked: Sequence[tuple[str, str, float]],
     *,
     k: int,
-    budgets: dict[str, int],
+    budgets: Mapping[str, int],
     min_score: float,
     always: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str, float]]:
@@ -92,7 +117,7 @@ def apply_budgets(
     all, dropping scores under ``min_score``. Ids in ``always`` (an explicit cast) bypass the
     budget and the minimum, since the user asked for them."""
     taken: dict[str, int] = {}
-    out = []
+    out: list[tuple[str, str, float]] = []
     for eid, kind, score in sorted(ranked, key=lambda t: (t[0] not in always, -t[2])):
         if eid not in always:
             if score < min_score or taken.get(kind, 0) >= budgets.get(kind, k):

@@ -13,8 +13,8 @@ Two policies share one budget:
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
 
 from memstore.schema import Reference
 
@@ -25,7 +25,7 @@ POLICIES = ("sink_recent", "relevant", "none")
 class MemoryFrame:
     """One keyframe of an earlier shot, with every entity it was attributed to."""
 
-    story: Optional[str]
+    story: str | None
     shot: int
     frame: int
     references: tuple[Reference, ...]
@@ -61,13 +61,16 @@ def group_frames(references: Iterable[Reference]) -> list[MemoryFrame]:
     return frames
 
 
-def select_sink_recent(frames: Sequence[MemoryFrame], budget: int = 10, sinks: int = 3) -> list[tuple[MemoryFrame, str]]:
+Selection = list[tuple[MemoryFrame, str]]  # (frame, why it was chosen), in story order
+
+
+def select_sink_recent(frames: Sequence[MemoryFrame], budget: int = 10, sinks: int = 3) -> Selection:
     """StoryMem's window: the first ``sinks`` keyframes plus the most recent, ``budget`` in all."""
     frames = sorted(frames, key=lambda f: f.key)
     if budget <= 0 or not frames:
         return []
     if len(frames) <= budget:
-        return [(f, "within budget" if i >= sinks else "sink (first keyframes)") for i, f in enumerate(frames)]
+        return [(f, "sink (first keyframes)" if i < sinks else "within budget") for i, f in enumerate(frames)]
     sinks = min(sinks, budget)
     head = frames[:sinks]
     tail = frames[len(frames) - (budget - sinks):] if budget > sinks else []
@@ -78,10 +81,10 @@ def select_relevant(
     frames: Sequence[MemoryFrame],
     entity_ids: Sequence[str],
     *,
-    location_id: Optional[str] = None,
-    names: Optional[dict[str, str]] = None,
+    location_id: str | None = None,
+    names: dict[str, str] | None = None,
     budget: int = 10,
-) -> list[tuple[MemoryFrame, str]]:
+) -> Selection:
     """Cover the predicted entities first, then the location, then recency (see module docstring)."""
     if budget <= 0 or not frames:
         return []
@@ -89,7 +92,7 @@ def select_relevant(
     chosen: dict[tuple[int, int], tuple[MemoryFrame, str]] = {}
     uncovered = [e for e in dict.fromkeys(entity_ids) if e != location_id]
 
-    def best_for(entity: str) -> Optional[MemoryFrame]:
+    def best_for(entity: str) -> MemoryFrame | None:
         candidates = [f for f in frames if entity in f.entity_ids and f.key not in chosen]
         if not candidates:
             return None
@@ -108,7 +111,8 @@ def select_relevant(
         label = ", ".join(names.get(e, e[:8]) for e in covered)
         chosen[frame.key] = (frame, f"covers {label}")
         uncovered = [e for e in uncovered if e not in frame.entity_ids]
-    if location_id is not None and len(chosen) < budget and not any(location_id in f.entity_ids for f, _ in chosen.values()):
+    location_shown = any(location_id in f.entity_ids for f, _ in chosen.values())
+    if location_id is not None and len(chosen) < budget and not location_shown:
         frame = best_for(location_id)
         if frame is not None:
             chosen[frame.key] = (frame, f"location {names.get(location_id, location_id[:8])}")
@@ -125,10 +129,10 @@ def select_memory(
     frames: Sequence[MemoryFrame],
     *,
     entity_ids: Sequence[str] = (),
-    location_id: Optional[str] = None,
-    names: Optional[dict[str, str]] = None,
+    location_id: str | None = None,
+    names: dict[str, str] | None = None,
     budget: int = 10,
-) -> list[tuple[MemoryFrame, str]]:
+) -> Selection:
     if policy == "sink_recent":
         return select_sink_recent(frames, budget)
     if policy == "relevant":

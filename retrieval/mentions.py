@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from memstore.schema import Entity
 
@@ -65,7 +65,10 @@ class Mention:
 def normalize(text: str) -> str:
     """NFC, with typographic apostrophes and dashes made plain (offsets are kept: 1 char -> 1 char)."""
     text = unicodedata.normalize("NFC", text)
-    return text.translate(str.maketrans({"’": "'", "‘": "'", "‐": "-", "‑": "-", "–": "-", "—": "-"}))
+    return text.translate(_PLAIN)
+
+
+_PLAIN = str.maketrans(dict.fromkeys("’‘", "'") | dict.fromkeys("‐‑–—", "-"))
 
 
 _TOKEN = re.compile(r"[^\W_]+(?:'s\b|s'(?!\w)|'(?!\w))?", re.IGNORECASE)
@@ -126,7 +129,8 @@ class NameMatcher:
                     for entity, name, is_alias in self.table.get(head + (last,), ()):
                         start, end = span[0].start(), span[-1].end()
                         if _accept(entity, name, text, start, end, present):
-                            candidates.append(Mention(entity.id, name, prompt[start:end], start, end, is_alias))
+                            written = prompt[start:end]
+                            candidates.append(Mention(entity.id, name, written, start, end, is_alias))
         # Longest first, then earliest, names before aliases; drop anything overlapping a kept one.
         candidates.sort(key=lambda m: (-(m.end - m.start), m.start, m.is_alias))
         kept: list[Mention] = []

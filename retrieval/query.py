@@ -6,7 +6,7 @@ command line and the HTTP API print.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from memstore.schema import Entity, Reference
 
@@ -23,14 +23,14 @@ class ShotQuery:
     """
 
     prompt: str
-    story_id: Optional[str] = None
-    shot_index: Optional[int] = None
+    story_id: str | None = None
+    shot_index: int | None = None
     cut: bool = True
-    cast: Optional[tuple[str, ...]] = None
-    location: Optional[str] = None
-    kinds: Optional[tuple[str, ...]] = None
+    cast: tuple[str, ...] | None = None
+    location: str | None = None
+    kinds: tuple[str, ...] | None = None
     tags: tuple[str, ...] = ()
-    era: Optional[str] = None
+    era: str | None = None
     eras: tuple[tuple[str, str], ...] = ()
     k: int = 8
     references_per_entity: int = 2
@@ -65,7 +65,8 @@ class Hit:
             "reasons": list(self.reasons),
             "signals": {k: round(float(v), 6) for k, v in self.signals},
             "references": [
-                {"id": r.id, "era": r.era, "source": r.source, "sha256": r.sha256, "story": r.story, "shot": r.shot}
+                {"id": r.id, "era": r.era, "source": r.source, "sha256": r.sha256, "story": r.story,
+                 "shot": r.shot}
                 for r in self.references
             ],
         }
@@ -89,7 +90,7 @@ class RetrievalResult:
         return self.of_kind("character")
 
     @property
-    def location(self) -> Optional[Hit]:
+    def location(self) -> Hit | None:
         locations = self.of_kind("location")
         return locations[0] if locations else None
 
@@ -103,8 +104,10 @@ class RetrievalResult:
             "shot_index": self.query.shot_index,
             "hits": [h.to_json() for h in self.hits],
             "memory": [
-                {"id": r.id, "entity_id": r.entity_id, "story": r.story, "shot": r.shot, "frame": r.frame, "reason": why}
-                for r, why in zip(self.memory, self.memory_reasons or ("",) * len(self.memory))
+                {"id": r.id, "entity_id": r.entity_id, "story": r.story, "shot": r.shot, "frame": r.frame,
+                 "reason": why}
+                # reasons may be missing (or fewer) for memory set by hand: pair what there is
+                for r, why in zip(self.memory, self.memory_reasons or ("",) * len(self.memory), strict=False)
             ],
             "notes": list(self.notes),
         }
