@@ -7,6 +7,7 @@ first and the entity row last, so the entity row is the commit marker.
 """
 from __future__ import annotations
 
+import builtins
 import numbers
 import os
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from .errors import (
     VectorError,
 )
 from .images import EncodedImage, ImageInput, load_image
-from .schema import REFERENCE_META_COLUMNS, Entity, Reference, Rights, now
+from .schema import REFERENCE_META_COLUMNS, Entity, Reference, Rights, new_id, now
+from .validation import Source
 from .store import Store
 from .validation import (
     SOURCES,
@@ -31,6 +33,7 @@ from .validation import (
     clean_kind,
     clean_library,
     clean_name,
+    clean_source,
     clean_tag,
     clean_text,
     name_key,
@@ -59,7 +62,7 @@ class Library:
     def __init__(self, store: Store, name: str = "default"):
         self.store = store
         self.name = clean_library(name)
-        self._embedders: Optional[list[Embedder]] = None
+        self._embedders: Optional[builtins.list[Embedder]] = None
 
     def __repr__(self) -> str:
         return f"Library({self.name!r}, store={self.store.uri!r})"
@@ -81,7 +84,7 @@ class Library:
         self.store.forget_indexes()
 
     @property
-    def embedders(self) -> list[Embedder]:
+    def embedders(self) -> builtins.list[Embedder]:
         if self._embedders is None:
             self._embedders = [get_embedder(c) for c in self.config.get("embedders", [])]
         return self._embedders
@@ -101,7 +104,7 @@ class Library:
     def _where(self, *clauses: str) -> str:
         return " AND ".join([f"library = {sql_str(self.name)}", *clauses])
 
-    def _entity_rows(self, *clauses: str, limit: Optional[int] = None) -> list[dict[str, Any]]:
+    def _entity_rows(self, *clauses: str, limit: Optional[int] = None) -> builtins.list[dict[str, Any]]:
         query = self.store.entities.search().where(self._where(*clauses))
         return query.limit(limit).to_list()
 
@@ -130,7 +133,7 @@ class Library:
     def __contains__(self, name_or_id: str) -> bool:
         return self.find(name_or_id) is not None
 
-    def list(self, kind: Optional[str] = None, tag: Optional[str] = None) -> list[Entity]:
+    def list(self, kind: Optional[str] = None, tag: Optional[str] = None) -> builtins.list[Entity]:
         clauses = []
         if kind is not None:
             clauses.append(f"kind = {sql_str(clean_kind(kind))}")
@@ -158,7 +161,7 @@ class Library:
         story: Optional[str] = None,
         with_images: bool = False,
         with_vectors: bool = True,
-    ) -> list[Reference]:
+    ) -> builtins.list[Reference]:
         """References of this library, optionally of one entity (or a set of entity ids), era,
         source, story or reference-id set."""
         clauses = []
@@ -173,9 +176,7 @@ class Library:
         if era is not None:
             clauses.append(f"era = {sql_str(clean_era(era))}")
         if source is not None:
-            if source not in SOURCES:
-                raise InvalidInputError(f"source {source!r} is unknown; expected one of {SOURCES}")
-            clauses.append(f"source = {sql_str(source)}")
+            clauses.append(f"source = {sql_str(clean_source(source))}")
         if story is not None:
             clauses.append(f"story = {sql_str(story)}")
         if ids is not None:
@@ -186,7 +187,7 @@ class Library:
         return self._reference_query(clauses, with_images=with_images, with_vectors=with_vectors,
                                      live_only=entity is None and entity_ids is None)
 
-    def _reference_query(self, clauses: list[str], *, with_images: bool, with_vectors: bool, live_only: bool) -> list[Reference]:
+    def _reference_query(self, clauses: builtins.list[str], *, with_images: bool, with_vectors: bool, live_only: bool) -> builtins.list[Reference]:
         vector_cols = list(self.store.vector_columns()) if with_vectors else []
         columns = REFERENCE_META_COLUMNS + (["image"] if with_images else []) + vector_cols
         rows = self.store.references.search().where(self._where(*clauses)).select(columns).limit(None).to_list()
@@ -196,7 +197,7 @@ class Library:
         refs.sort(key=lambda r: (r.created, r.id))
         return refs
 
-    def _live(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _live(self, rows: builtins.list[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         """Drop reference rows whose entity row does not exist (yet, or any more): references are
         committed before their entity and deleted after it, and a crash in between leaves orphans
         that must stay invisible until :meth:`Store.repair` removes them. Read after the rows."""
@@ -220,7 +221,7 @@ class Library:
         at: Optional[int] = None,
         with_images: bool = False,
         with_vectors: bool = True,
-    ) -> list[Reference]:
+    ) -> builtins.list[Reference]:
         """Harvested keyframes of one story: all, those of shots before ``before``, or of shot ``at``."""
         clauses = ["source = 'harvested'", f"story = {sql_str(clean_text(story, 'story id'))}"]
         if before is not None:
@@ -244,7 +245,7 @@ class Library:
         rows = self.store.references.search().where(self._where(sql_in("id", ids))).select(["id", "image"]).limit(None).to_list()
         return {r["id"]: r["image"] for r in rows}
 
-    def text_search(self, prompt: str, *, k: int = 20, kind: Optional[str] = None) -> list[tuple[str, float]]:
+    def text_search(self, prompt: str, *, k: int = 20, kind: Optional[str] = None) -> builtins.list[tuple[str, float]]:
         """Entity ids of this library ranked by BM25 over name, aliases and description: (id, score)."""
         return [(h.entity_id, h.score) for h in self.store.text_index().search(self.name, prompt, k=k, kind=kind)]
 
@@ -254,7 +255,7 @@ class Library:
         return {"entities": entities, "references": references}
 
     # --- preparing writes (no store change) ---------------------------------------------------
-    def _encode_all(self, images: Sequence[ImageInput]) -> list[EncodedImage]:
+    def _encode_all(self, images: Sequence[ImageInput]) -> builtins.list[EncodedImage]:
         if isinstance(images, (str, bytes, os.PathLike)) or not isinstance(images, Iterable):
             images = [images]  # a lone path is a common slip
         return [load_image(img) for img in images]
@@ -293,13 +294,13 @@ class Library:
         encoded: Sequence[EncodedImage],
         *,
         era: str,
-        source: str,
+        source: Source,
         story: Optional[str],
         shot: Optional[int],
         frames: Sequence[Optional[int]],
         vectors: Mapping[str, np.ndarray],
         progress: Progress,
-    ) -> list[Reference]:
+    ) -> builtins.list[Reference]:
         if not encoded:
             return []
         refs = [
@@ -366,7 +367,7 @@ class Library:
         """Validate, decode and embed an entity and its images; writes nothing."""
         from pydantic import ValidationError
 
-        clean_kind(kind)
+        kind = clean_kind(kind)
         era = clean_era(era)
         if rights is not None and not isinstance(rights, Rights):
             try:
@@ -375,7 +376,7 @@ class Library:
                 raise InvalidInputError(f"bad rights for {name!r}: {exc.errors()[0]['msg']}") from None
         try:
             entity = Entity(
-                **({"id": entity_id} if entity_id else {}),
+                id=entity_id or new_id(),
                 library=self.name,
                 kind=kind,
                 name=clean_name(name),
@@ -399,7 +400,7 @@ class Library:
         return PreparedEntity(entity, refs)
 
     @staticmethod
-    def _dedupe(encoded: list[EncodedImage]) -> list[EncodedImage]:
+    def _dedupe(encoded: builtins.list[EncodedImage]) -> builtins.list[EncodedImage]:
         seen: dict[str, EncodedImage] = {}
         for enc in encoded:
             seen.setdefault(enc.sha256, enc)
@@ -427,7 +428,7 @@ class Library:
                     f"{label} {value!r} is already used by {holder!r} in library {self.name!r}; choose another or update {holder!r}"
                 )
 
-    def commit(self, prepared: Sequence[PreparedEntity]) -> list[Entity]:
+    def commit(self, prepared: Sequence[PreparedEntity]) -> builtins.list[Entity]:
         """Write prepared entities: all name checks first, then references, then entity rows."""
         prepared = list(prepared)
         if not prepared:
@@ -458,7 +459,7 @@ class Library:
             self._compact()
         return [item.entity for item in prepared]
 
-    def _reference_rows(self, refs: Sequence[Reference]) -> list[dict[str, Any]]:
+    def _reference_rows(self, refs: Sequence[Reference]) -> builtins.list[dict[str, Any]]:
         """Rows that all name every vector column (None where a reference has no vector): a batch's
         columns are read off its first row, so a first image without a face would otherwise drop
         the face vectors of every later image."""
@@ -496,13 +497,12 @@ class Library:
         frames: Optional[Sequence[Optional[int]]] = None,
         vectors: Optional[Mapping[str, Any]] = None,
         progress: Progress = None,
-    ) -> list[Reference]:
+    ) -> builtins.list[Reference]:
         """Add reference images to an entity in one atomic append. An image whose bytes the entity
         already has is not stored again: the existing reference is returned in its place."""
         ent = entity if isinstance(entity, Entity) else self.get(entity)
         era = clean_era(era)
-        if source not in SOURCES:
-            raise InvalidInputError(f"source {source!r} is unknown; expected one of {SOURCES}")
+        source = clean_source(source)
         encoded_all = self._encode_all(images)
         frames = list(frames) if frames is not None else [None] * len(encoded_all)
         if len(frames) != len(encoded_all):
@@ -610,7 +610,7 @@ class Library:
         k: int = 10,
         kind: Optional[str] = None,
         with_images: bool = False,
-    ) -> list[tuple[float, Reference]]:
+    ) -> builtins.list[tuple[float, Reference]]:
         """Nearest references by inner product on normalised vectors, via the FAISS hot index."""
         if column is None:
             if not self.embedders:

@@ -14,7 +14,8 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any, Optional, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +24,7 @@ from .errors import EmbedderMismatchError, InvalidInputError, NotAStoreError, St
 from .schema import CONFIG_SCHEMA, ENTITY_SCHEMA, SHOT_SCHEMA, TOKEN_SCHEMA, reference_schema, vector_field
 from .validation import clean_library, sql_int_in, sql_str
 
+T = TypeVar("T")
 FORMAT_VERSION = 1
 DEFAULT_DB = "./continuity-db"
 TABLES = ("config", "entities", "references", "tokens")
@@ -178,7 +180,7 @@ class Store:
             except Exception:
                 folder = _local_path(self.uri) / f"{name}.lance" if self._local else None
                 committed = folder is None or any((folder / "_versions").glob("*.manifest"))
-                if committed:
+                if committed or folder is None:
                     raise  # a real table that fails to open: never delete data
                 shutil.rmtree(folder)
         self.db.create_table(name, schema=schema)
@@ -422,7 +424,7 @@ class Store:
                 removed[name] = len(orphans)
             return removed
 
-    def retry(self, fn, attempts: int = 8):
+    def retry(self, fn: Callable[[], T], attempts: int = 8) -> T:
         """Run a write, retrying on Lance commit conflicts from other processes."""
         delay = 0.02
         for attempt in range(attempts):
@@ -435,6 +437,7 @@ class Store:
                     delay *= 2
                     continue
                 raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def maybe_compact(self, name: str, max_fragments: int = 64) -> bool:
         """Compact a table once appends have split it into many small fragments.

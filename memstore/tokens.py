@@ -132,8 +132,7 @@ class TokenCache:
         """Arrays (float32) for each reference, in order: cached ones read, missing or stale ones
         encoded in one batch and stored. Cached and fresh results are identical (both pass
         through the stored dtype)."""
-        spec = getattr(encoder, "spec", None)
-        _check_spec(spec)
+        spec = _check_spec(getattr(encoder, "spec", None))
         references = list(references)
         for ref in references:
             self._check_reference(ref)
@@ -170,9 +169,10 @@ class TokenCache:
         return out
 
 
-def _check_spec(spec: Any) -> None:
+def _check_spec(spec: object) -> str:
     if not isinstance(spec, str) or not spec.strip():
         raise InvalidInputError(f"an encoder spec must be a non-empty string, got {spec!r}")
+    return spec
 
 
 class OpenClipTokenEncoder:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Iterable, Literal, get_args
+from typing import Iterable, Literal, cast, get_args
 
-from .errors import FilterError, InvalidNameError
+from .errors import FilterError, InvalidInputError, InvalidNameError
 
 MAX_NAME_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 20_000
@@ -80,10 +80,16 @@ def clean_library(name: object) -> str:
     return name
 
 
-def clean_kind(kind: object) -> str:
+def clean_kind(kind: object) -> Kind:
     if kind not in KINDS:
         raise FilterError(f"kind {kind!r} is unknown; expected one of {', '.join(KINDS)}")
-    return str(kind)
+    return cast(Kind, kind)
+
+
+def clean_source(source: object) -> Source:
+    if source not in SOURCES:
+        raise InvalidInputError(f"source {source!r} is unknown; expected one of {SOURCES}")
+    return cast(Source, source)
 
 
 def clean_era(era: object) -> str:

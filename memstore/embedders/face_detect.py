@@ -100,6 +100,7 @@ class DlibDetector(FaceDetector):
         if self.cnn is not None:
             found = [(d.rect, d.confidence) for d in self.cnn(rgb, self.upsample) if d.confidence >= self.threshold]
         else:
+            assert self.hog is not None  # one of the two detectors is always loaded
             rects, scores, _ = self.hog.run(rgb, self.upsample, self.threshold)
             found = list(zip(rects, scores))
         out = []
@@ -163,7 +164,8 @@ class ScrfdDetector(FaceDetector):
         out = []
         for i, row in enumerate(boxes):
             kps = None if kpss is None else np.asarray(kpss[i], dtype=np.float32)
-            out.append(Detection(tuple(float(v) for v in row[:4]), float(row[4]), kps))
+            x0, y0, x1, y1 = (float(v) for v in row[:4])
+            out.append(Detection((x0, y0, x1, y1), float(row[4]), kps))
         return out
 
 

@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from memstore.validation import MAX_PROMPT_CHARS
 from retrieval import RetrievalResult, ShotQuery
 
 from ..shapes import add_image_urls
@@ -18,7 +19,7 @@ class QueryBody(BaseModel):
     """A shot's request for blueprints (the fields of ``retrieval.ShotQuery`` a client may set)."""
 
     model_config = ConfigDict(extra="forbid")
-    prompt: str = Field(..., max_length=20_000)
+    prompt: str = Field(..., max_length=MAX_PROMPT_CHARS)
     k: int = Field(8, ge=1, le=1000)
     cast: list[str] | None = None
     location: str | None = None
