@@ -11,40 +11,11 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from generators.registry import GeneratorEntry, generator_entry, list_generators
 from memstore.errors import InvalidInputError, MissingWeightsError
-
-
-@dataclass(frozen=True)
-class WeightedGenerator:
-    """How one built-in generator loads weights: its class, and the role ``--adapter`` plays."""
-
-    target: str  # "module:Class"
-    adapter: str | None  # "required" (IP-Adapter weights), "lora" (optional LoRA), None (not taken)
-    example: str  # what to download, for messages
-
-    def load_class(self) -> type:
-        import importlib
-
-        module, _, attr = self.target.partition(":")
-        return getattr(importlib.import_module(module), attr)
-
-
-WEIGHTED: dict[str, WeightedGenerator] = {
-    "prompt": WeightedGenerator("generators.prompt:PromptGenerator", None,
-                                "a diffusers text-to-image or text-to-video pipeline folder"),
-    "ip-adapter": WeightedGenerator("generators.ip_adapter:IPAdapterGenerator", "required",
-                                    "an SD 1.5 pipeline folder and h94/IP-Adapter (models/ with image_encoder/)"),
-    "faceid": WeightedGenerator("generators.faceid:FaceIDGenerator", "required",
-                                "an SD 1.5 pipeline folder and h94/IP-Adapter-FaceID"),
-    "wan-vace": WeightedGenerator("generators.wan_vace:WanVACEGenerator", None,
-                                  "Wan-AI/Wan2.1-VACE-1.3B-diffusers"),
-    "wan-m2v": WeightedGenerator("generators.wan_m2v:WanM2VGenerator", "lora",
-                                 "Wan-AI/Wan2.2-I2V-A14B-Diffusers (and optionally StoryMem's LoRA as --adapter)"),
-}
 
 # Set by build_generator itself; a user option of the same name would be ambiguous.
 _RESERVED = {"pipeline", "model_id", "model_id_or_folder", "adapter", "token_cache", "encoder"}
@@ -53,8 +24,15 @@ PLACEMENT = ("device", "dtype")
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
-def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+def _weighted(name: str) -> GeneratorEntry | None:
+    """The registry entry of ``name`` when it loads weights (``--model``), else None."""
+    entry = generator_entry(name)
+    return entry if entry.needs_model else None
+
+
+def weighted_generators() -> list[str]:
+    """Names of the generators that load weights, sorted (from the registry's table)."""
+    return [name for name in list_generators() if generator_entry(name).needs_model]
 
 
 def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -75,7 +53,8 @@ def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _looks_local(model: str) -> bool:
     """A path rather than a hub id ("org/name", which may sit in the local Hugging Face cache)."""
-    return model.startswith((".", "/", "~", "\\")) or model.count("/") != 1 or Path(model).expanduser().exists()
+    hub_like = model.count("/") == 1 and not model.startswith((".", "/", "~", "\\"))
+    return not hub_like or Path(model).expanduser().exists()
 
 
 def _accepted(cls: type) -> set[str] | None:
@@ -95,41 +74,60 @@ def _accepted(cls: type) -> set[str] | None:
 def check_generator(name: str, *, model: str | None = None, adapter: str | None = None,
                     options: Mapping[str, Any] | None = None) -> None:
     """Everything that can be checked without loading a model; raises the error the CLI prints."""
-    from generators import list_generators
-
-    key = _key(name)
+    key = generator_entry(name).name  # an unknown name raises here, listing the known ones
     options = dict(options or {})
-    if key not in list_generators():
-        raise InvalidInputError(f"unknown generator {name!r}; expected one of: {', '.join(list_generators())}")
-    spec = WEIGHTED.get(key)
+    spec = _weighted(key)
     if spec is None:
         if model is not None or adapter is not None:
             raise InvalidInputError(
                 f"generator {key!r} takes no --model/--adapter (it needs no weights); "
-                f"generators that load weights: {', '.join(sorted(WEIGHTED))}"
+                f"generators that load weights: {', '.join(weighted_generators())}"
             )
         return
+    _check_weights(spec, model, adapter)
+    _check_options(spec, options)
+
+
+def _check_weights(spec: GeneratorEntry, model: str | None, adapter: str | None) -> None:
+    """``--model`` and ``--adapter`` as the entry's weights role wants them, pointing at files that exist."""
+    key, hint = spec.name, spec.hint
     if model is None:
-        raise MissingWeightsError(f"generator {key!r} needs diffusers weights: got no --model; pass --model FOLDER ({spec.example})")
+        raise MissingWeightsError(
+            f"generator {key!r} needs diffusers weights: got no --model; pass --model FOLDER ({hint})"
+        )
     if _looks_local(model) and not Path(model).expanduser().exists():
-        raise MissingWeightsError(f"weights for {key!r} not found: --model {model} does not exist; pass a local folder ({spec.example})")
+        raise MissingWeightsError(
+            f"weights for {key!r} not found: --model {model} does not exist; pass a local folder ({hint})"
+        )
     if spec.adapter is None and adapter is not None:
         raise InvalidInputError(f"generator {key!r} takes no --adapter, got {adapter!r}; leave it out")
     if spec.adapter == "required" and adapter is None:
-        raise MissingWeightsError(f"generator {key!r} needs adapter weights: got no --adapter; pass --adapter FOLDER_OR_FILE ({spec.example})")
+        raise MissingWeightsError(
+            f"generator {key!r} needs adapter weights: got no --adapter; "
+            f"pass --adapter FOLDER_OR_FILE ({hint})"
+        )
     if adapter is not None and not Path(adapter).expanduser().exists():
-        raise MissingWeightsError(f"adapter weights for {key!r} not found: --adapter {adapter} does not exist; pass a local folder or file")
+        raise MissingWeightsError(
+            f"adapter weights for {key!r} not found: --adapter {adapter} does not exist; "
+            "pass a local folder or file"
+        )
+
+
+def _check_options(spec: GeneratorEntry, options: Mapping[str, Any]) -> None:
+    """Options the loader takes (imports the adapter's module, which is light, not its pipeline)."""
     dtype = options.get("dtype")
     if dtype is not None and dtype not in DTYPES:
         raise InvalidInputError(f"--option dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     reserved = sorted(set(options) & _RESERVED)
     if reserved:
-        raise InvalidInputError(f"--option {reserved[0]} is set by --model/--adapter; got it as an option, leave it out")
-    accepted = _accepted(spec.load_class())
+        raise InvalidInputError(
+            f"--option {reserved[0]} is set by --model/--adapter; got it as an option, leave it out"
+        )
+    accepted = _accepted(spec.load())
     unknown = sorted(set(options) - accepted - set(PLACEMENT)) if accepted is not None else []
     if unknown:
         raise InvalidInputError(
-            f"generator {key!r} has no option {unknown[0]!r}; expected one of: "
+            f"generator {spec.name!r} has no option {unknown[0]!r}; expected one of: "
             f"{', '.join(sorted((accepted - _RESERVED) | set(PLACEMENT)))}"
         )
 
@@ -140,16 +138,18 @@ def build_generator(name: str, library: Any, *, model: str | None = None, adapte
     their own ``from_pretrained`` (local files only). ``options`` go to that loader / constructor."""
     from generators import get_generator
 
-    key = _key(name)
     options = dict(options or {})
-    check_generator(key, model=model, adapter=adapter, options=options)
-    spec = WEIGHTED.get(key)
+    check_generator(name, model=model, adapter=adapter, options=options)
+    key = generator_entry(name).name
+    spec = _weighted(key)
     if spec is None:
         try:
             return get_generator(key, **options)
         except TypeError as err:  # an option the constructor does not take
-            raise InvalidInputError(f"generator {key!r} rejected its options {sorted(options)}: {err}") from None
-    cls = spec.load_class()
+            raise InvalidInputError(
+                f"generator {key!r} rejected its options {sorted(options)}: {err}"
+            ) from None
+    cls = spec.load()
     device, dtype = (options.pop(k, None) for k in PLACEMENT)
     model = str(Path(model).expanduser()) if _looks_local(str(model)) else str(model)
     if spec.adapter == "required":
@@ -173,7 +173,8 @@ def build_generator(name: str, library: Any, *, model: str | None = None, adapte
         place(generator, device=device, dtype=dtype)
     pipeline = getattr(generator, "pipeline", None)
     if hasattr(pipeline, "set_progress_bar_config"):
-        pipeline.set_progress_bar_config(disable=True)  # the story's own bar counts shots; per-step bars would interleave
+        # the story's own bar counts shots; per-step bars would interleave with it
+        pipeline.set_progress_bar_config(disable=True)
     return generator
 
 
@@ -193,5 +194,7 @@ def place(generator: Any, *, device: str | None = None, dtype: str | None = None
             model.to(device=target, dtype=torch_dtype)
     except (RuntimeError, AssertionError, ValueError) as err:  # no such device, no CUDA build, ...
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InvalidInputError(f"cannot place {generator.name} on device {device!r} as {dtype or 'its dtype'}: {first}") from None
+        raise InvalidInputError(
+            f"cannot place {generator.name} on device {device!r} as {dtype or 'its dtype'}: {first}"
+        ) from None
 

@@ -28,7 +28,6 @@ from .base import (
     reference_image,
     regions_for,
 )
-from .registry import register_generator
 
 FONT_PATHS = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -148,7 +147,6 @@ def wrap(text: str, fnt: Any, max_width: int, draw: ImageDraw.ImageDraw, max_lin
     return lines or [textwrap.shorten(text, 40)]
 
 
-@register_generator("animatic")
 class AnimaticGenerator(GeneratorAdapter):
     """Storyboard frames from stored references; the default generator (no model weights).
 

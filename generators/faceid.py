@@ -18,7 +18,6 @@ from memstore.errors import InvalidInputError
 
 from .base import ordered_characters
 from .ip_adapter import IPAdapterGenerator
-from .registry import register_generator
 
 
 class StoredFaceVectors:
@@ -47,7 +46,6 @@ class StoredFaceVectors:
         return None  # zeros, as in diffusers' FaceID examples
 
 
-@register_generator("faceid")
 class FaceIDGenerator(IPAdapterGenerator):
     """Characters conditioned by their stored face embeddings through an IP-Adapter FaceID.
 

@@ -28,7 +28,6 @@ from .base import (
     regions_for,
     require_diffusers,
 )
-from .registry import register_generator
 
 LAYERS = ("image_embeds", "penultimate")
 
@@ -141,7 +140,6 @@ def load_adapter(pipeline: Any, adapter: Any, *, subfolder: str = "", weight_nam
     pipeline.load_ip_adapter(str(path), subfolder=subfolder, weight_name=weight_name, image_encoder_folder=None)
 
 
-@register_generator("ip-adapter")
 class IPAdapterGenerator(GeneratorAdapter):
     """Characters (and optionally the location) as IP-Adapter image prompts, one image per entity.
 

@@ -14,7 +14,6 @@ from typing import Any
 from memstore.errors import InvalidInputError
 
 from .base import ConditionedEntity, Conditioning, GeneratorAdapter, ShotOutput, ShotSpec, require_diffusers
-from .registry import register_generator
 
 # About 4 characters per CLIP BPE token in English: 77 tokens minus BOS/EOS is ~300 characters.
 CLIP_CHAR_BUDGET = 300
@@ -94,7 +93,6 @@ def enrich_prompt(prompt: str, hits: Sequence[Any], *, char_budget: int = CLIP_C
     return prompt.strip()
 
 
-@register_generator("prompt")
 class PromptGenerator(GeneratorAdapter):
     """Any diffusers text-to-image or text-to-video pipeline, prompted with enriched text.
 

@@ -35,7 +35,6 @@ from .base import (
     reference_image,
     require_diffusers,
 )
-from .registry import register_generator
 
 ROPE_MODES = ("negative", "sequential")
 
@@ -262,7 +261,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@register_generator("wan-m2v")
 class WanM2VGenerator(GeneratorAdapter):
     """StoryMem-style memory-to-video: the shot's memory keyframes condition a Wan I2V pipeline.
 

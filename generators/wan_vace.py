@@ -21,10 +21,8 @@ from .base import (
     reference_image,
     require_diffusers,
 )
-from .registry import register_generator
 
 
-@register_generator("wan-vace")
 class WanVACEGenerator(GeneratorAdapter):
     """``WanVACEPipeline`` fed ``reference_images`` from the retrieved references.
 

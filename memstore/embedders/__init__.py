@@ -1,4 +1,28 @@
-"""Embedders: registry and backends (colour histogram, open_clip, face identity)."""
-from .base import Embedder, Embedding, get_embedder, list_embedders, normalize_rows, register_embedder
+"""Embedders: one registry table and its backends (colour histogram, open_clip, face identity)."""
+from .base import (
+    BUILTIN_EMBEDDERS,
+    Embedder,
+    EmbedderEntry,
+    Embedding,
+    add_embedder,
+    embedder_class,
+    embedder_entry,
+    get_embedder,
+    list_embedders,
+    normalize_rows,
+    register_embedder,
+)
 
-__all__ = ["Embedder", "Embedding", "get_embedder", "list_embedders", "normalize_rows", "register_embedder"]
+__all__ = [
+    "BUILTIN_EMBEDDERS",
+    "Embedder",
+    "EmbedderEntry",
+    "Embedding",
+    "add_embedder",
+    "embedder_class",
+    "embedder_entry",
+    "get_embedder",
+    "list_embedders",
+    "normalize_rows",
+    "register_embedder",
+]
