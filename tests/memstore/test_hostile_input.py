@@ -12,6 +12,8 @@ import zlib
 
 import numpy as np
 import pytest
+
+from memstore.validation import MAX_PROMPT_CHARS
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -423,7 +425,7 @@ def hostile_script(draw):
 @examples(EXAMPLES * 4 // 3)
 @given(script=hostile_script(), as_yaml=st.booleans())
 def test_hostile_story_scripts(tmp_path_factory, script, as_yaml):
-    story = pytest.importorskip("continuity.story")
+    from continuity import story
     from memstore.errors import ScriptError
 
     CASES["count"] += 1
@@ -457,7 +459,7 @@ def test_hostile_story_scripts(tmp_path_factory, script, as_yaml):
         b"!!python/object/apply:os.system ['echo pwned']",
         b"[]",
         b"id: s\nscenes: []\n",
-        b"id: s\nscenes:\n  - index: 1\n    shots:\n      - index: 1\n        prompt: '" + b"x" * 5000 + b"'\n",
+        b"id: s\nscenes:\n  - index: 1\n    shots:\n      - index: 1\n        prompt: '" + b"x" * (MAX_PROMPT_CHARS + 1) + b"'\n",
         b"id: s\nscenes:\n  - index: 1\n    shots:\n      - {index: 0, prompt: p}\n",
         b"&a [*a]",  # a self-referencing YAML anchor
         b"a: &a ['lol','lol']\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n",
@@ -465,7 +467,7 @@ def test_hostile_story_scripts(tmp_path_factory, script, as_yaml):
     ids=["empty", "not-utf8", "bad-yaml", "python-tag", "list", "no-shots", "huge-prompt", "shot-0", "recursive-anchor", "billion-laughs"],
 )
 def test_malformed_story_files(tmp_path, content):
-    story = pytest.importorskip("continuity.story")
+    from continuity import story
     from memstore.errors import ScriptError
 
     path = tmp_path / "s.yaml"
@@ -475,7 +477,7 @@ def test_malformed_story_files(tmp_path, content):
 
 
 def test_huge_story_file_is_refused(tmp_path):
-    story = pytest.importorskip("continuity.story")
+    from continuity import story
     from memstore.errors import ScriptError
 
     path = tmp_path / "s.json"

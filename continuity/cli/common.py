@@ -4,31 +4,42 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
 from memstore.errors import ContinuityError
 
+if TYPE_CHECKING:  # the store and rich's progress load only when a command runs
+    from rich.progress import Progress
+
+    from memstore.library import Library
+    from memstore.store import Store
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
 console = Console()
 err_console = Console(stderr=True)
 
-DbOption = typer.Option(None, "--db", envvar="CONTINUITY_DB", help="Store folder or LanceDB URI (default ./continuity-db).")
+DbOption = typer.Option(None, "--db", envvar="CONTINUITY_DB",
+                        help="Store folder or LanceDB URI (default ./continuity-db).")
 LibraryOption = typer.Option("default", "--library", "-l", help="Library (namespace) inside the store.")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
-def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn every expected error into one line on stderr and exit code 1 (2 for bad usage)."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
@@ -41,25 +52,27 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def open_store(db: Optional[str], create: bool = False):
+def open_store(db: str | None, create: bool = False) -> Store:
     from memstore.store import Store
 
     return Store.open(db, create=create)
 
 
-def open_library(db: Optional[str], library: str, create: bool = False):
+def open_library(db: str | None, library: str, create: bool = False) -> Library:
     from memstore.library import Library
 
     store = open_store(db, create=create)
     return Library(store, library)
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
-def progress_bar(total: int, description: str):
-    """A rich progress bar, or a silent one when the output is not a terminal."""
+def progress_bar(total: int, description: str) -> Progress:
+    """A rich progress bar, or a silent one when the output is not a terminal.
+
+    ``total`` and ``description`` are the caller's task, which it adds itself with ``add_task``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
