@@ -9,6 +9,7 @@ weights, so its figures are its real cost at the size given.
 
 Run: ``python benchmarks/bench_adapters.py [--repeats N]``; writes benchmarks/results/adapters.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from generators import ShotSpec
-from generators import testing as T
+from generators import ShotSpec  # noqa: E402 - after the offline environment is set
+from generators import testing as T  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "adapters.json"
 
@@ -51,8 +52,11 @@ def build(name: str, tmp: Path) -> tuple[Any, ShotSpec, dict[str, Any]]:
     if name == "animatic":
         from generators.animatic import AnimaticGenerator
 
-        return AnimaticGenerator(), ShotSpec("Aria and Bram argue in the harbor at dusk", num_frames=24,
-                                             width=640, height=360, shot_index=3), {"weights": "none"}
+        return (
+            AnimaticGenerator(),
+            ShotSpec("Aria and Bram argue in the harbor at dusk", num_frames=24, width=640, height=360, shot_index=3),
+            {"weights": "none"},
+        )
     small = ShotSpec("Aria and Bram argue in the harbor at dusk", num_frames=5, width=32, height=32)
     if name == "prompt":
         from generators.prompt import PromptGenerator
@@ -64,28 +68,50 @@ def build(name: str, tmp: Path) -> tuple[Any, ShotSpec, dict[str, Any]]:
         pipe = T.tiny_sd_pipeline()
         model, processor = T.tiny_clip_image_encoder()
         cache = T.DictTokenCache() if name.endswith("cache") else None
-        gen = IPAdapterGenerator(pipe, encoder=HFImageEncoder(model, processor), token_cache=cache,
-                                 adapter=T.tiny_ip_adapter_state_dict(pipe.unet), num_inference_steps=2)
-        return gen, small, {"pipeline": "tiny SD 1.5-shaped + tiny IP-Adapter",
-                            "encoder": "tiny CLIP vision (32 px)", "token_cache": "warm" if cache else "none"}
+        gen = IPAdapterGenerator(
+            pipe,
+            encoder=HFImageEncoder(model, processor),
+            token_cache=cache,
+            adapter=T.tiny_ip_adapter_state_dict(pipe.unet),
+            num_inference_steps=2,
+        )
+        return (
+            gen,
+            small,
+            {
+                "pipeline": "tiny SD 1.5-shaped + tiny IP-Adapter",
+                "encoder": "tiny CLIP vision (32 px)",
+                "token_cache": "warm" if cache else "none",
+            },
+        )
     if name == "faceid":
         from generators.faceid import FaceIDGenerator
 
         pipe = T.tiny_sd_pipeline()
         folder = tmp / "faceid"
         T.save_adapter(T.tiny_faceid_state_dict(pipe.unet), folder, "faceid.safetensors")
-        return (FaceIDGenerator(pipe, adapter=folder, weight_name="faceid.safetensors", num_inference_steps=2),
-                small, {"pipeline": "tiny SD 1.5-shaped + tiny FaceID adapter", "encoder": "stored vectors"})
+        return (
+            FaceIDGenerator(pipe, adapter=folder, weight_name="faceid.safetensors", num_inference_steps=2),
+            small,
+            {"pipeline": "tiny SD 1.5-shaped + tiny FaceID adapter", "encoder": "stored vectors"},
+        )
     wan_shot = ShotSpec("Aria walks along the harbor", num_frames=9, width=16, height=16)
     if name == "wan-vace":
         from generators.wan_vace import WanVACEGenerator
 
-        return WanVACEGenerator(T.tiny_wan_vace_pipeline(), num_inference_steps=2), wan_shot, {"pipeline": "tiny Wan VACE"}
+        return (
+            WanVACEGenerator(T.tiny_wan_vace_pipeline(), num_inference_steps=2),
+            wan_shot,
+            {"pipeline": "tiny Wan VACE"},
+        )
     if name == "wan-m2v":
         from generators.wan_m2v import WanM2VGenerator
 
-        return WanM2VGenerator(T.tiny_wan_i2v_pipeline(), num_inference_steps=2), wan_shot, {
-            "pipeline": "tiny Wan I2V (36 channels)", "memory_frames": 5}
+        return (
+            WanM2VGenerator(T.tiny_wan_i2v_pipeline(), num_inference_steps=2),
+            wan_shot,
+            {"pipeline": "tiny Wan I2V (36 channels)", "memory_frames": 5},
+        )
     raise ValueError(name)
 
 
@@ -104,27 +130,39 @@ def main() -> int:
             result = T.sample_result(shot.prompt, memory=5 if name == "wan-m2v" else 2)
             prep_s, cond = timed(lambda g=gen, s=shot, r=result: g.prepare(s, r), args.repeats)
             gen_s, out = timed(lambda g=gen, s=shot, c=cond: g.generate(s, c, 0), args.repeats)
-            rows.append({
-                "adapter": name, "prepare_ms": round(prep_s * 1000, 3), "generate_ms": round(gen_s * 1000, 3),
-                "prepare_share": round(prep_s / (prep_s + gen_s), 4), "frames": int(out.frames.shape[0]),
-                "size": [shot.width, shot.height], **notes,
-            })
+            rows.append(
+                {
+                    "adapter": name,
+                    "prepare_ms": round(prep_s * 1000, 3),
+                    "generate_ms": round(gen_s * 1000, 3),
+                    "prepare_share": round(prep_s / (prep_s + gen_s), 4),
+                    "frames": int(out.frames.shape[0]),
+                    "size": [shot.width, shot.height],
+                    **notes,
+                }
+            )
     report = {
         "benchmark": "adapters: prepare() vs generate()",
         "pipelines": "tiny random-weight diffusers pipelines built from configs (generators.testing); "
-                     "generate() times are NOT representative of real models, only prepare() overhead is",
+        "generate() times are NOT representative of real models, only prepare() overhead is",
         "repeats": args.repeats,
         "statistic": "median seconds after one warm-up call",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
         "results": rows,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'adapter':<18}{'prepare ms':>12}{'generate ms':>13}{'prepare %':>11}  frames  size")
     for r in rows:
-        print(f"{r['adapter']:<18}{r['prepare_ms']:>12.2f}{r['generate_ms']:>13.2f}{100 * r['prepare_share']:>10.1f}%"
-              f"  {r['frames']:>6}  {r['size'][0]}x{r['size'][1]}")
+        print(
+            f"{r['adapter']:<18}{r['prepare_ms']:>12.2f}{r['generate_ms']:>13.2f}{100 * r['prepare_share']:>10.1f}%"
+            f"  {r['frames']:>6}  {r['size'][0]}x{r['size'][1]}"
+        )
     print(f"(tiny random-weight pipelines; wrote {RESULTS.relative_to(ROOT)})")
     return 0
 

@@ -9,6 +9,7 @@ a retrieval returned (a LanceDB read of float16 bytes); the encode path is
 
     python benchmarks/bench_conditioning.py [--encode-reps 3] [--cache-reps 60] [--device cpu]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,12 @@ GOAL = 50.0
 def _stats(seconds: list[float]) -> dict:
     ordered = sorted(seconds)
     p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
-    return {"median_ms": statistics.median(ordered) * 1e3, "p90_ms": p90 * 1e3, "min_ms": ordered[0] * 1e3,
-            "reps": len(ordered)}
+    return {
+        "median_ms": statistics.median(ordered) * 1e3,
+        "p90_ms": p90 * 1e3,
+        "min_ms": ordered[0] * 1e3,
+        "reps": len(ordered),
+    }
 
 
 def _cpu_name() -> str:
@@ -65,7 +70,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lib = Store.init(Path(tmp) / "db").library("bench")
         lib.configure(embedders=["color-histogram"])
-        photos = {"Eileen": data.astronaut(), "Chelsea": data.chelsea(), "Coffee": data.coffee(), "Rocket": data.rocket()}
+        photos = {
+            "Eileen": data.astronaut(),
+            "Chelsea": data.chelsea(),
+            "Coffee": data.coffee(),
+            "Rocket": data.rocket(),
+        }
         for name, img in photos.items():
             lib.register(name, "character" if name == "Eileen" else "prop", images=[img])
         refs = lib.references(with_vectors=False)  # as a retrieval returns them: no image bytes
@@ -94,8 +104,8 @@ def main() -> None:
                 t0 = time.perf_counter()
                 cached = cache.get_or_compute(refs, encoder)
                 cache_times.append(time.perf_counter() - t0)
-        max_err = float(max(np.abs(c - f).max() for c, f in zip(cached, fresh)))
-        assert all(np.array_equal(a, b) for a, b in zip(first, cached))
+        max_err = float(max(np.abs(c - f).max() for c, f in zip(cached, fresh, strict=False)))
+        assert all(np.array_equal(a, b) for a, b in zip(first, cached, strict=False))
 
     enc, hit = _stats(encode_times), _stats(cache_times)
     speedup = enc["median_ms"] / hit["median_ms"]
@@ -117,21 +127,33 @@ def main() -> None:
         "goal_met": speedup >= GOAL,
         "max_abs_diff_cache_vs_fresh": max_err,
         "machine": {
-            "platform": platform.platform(), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "cpu": _cpu_name(),
+            "cpu_count": os.cpu_count(),
             "device": str(next(embedder.load().parameters()).device),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
         },
         "command": "python benchmarks/bench_conditioning.py " + " ".join(sys.argv[1:]),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"ViT-H-14 with RANDOM weights ({result['machine']['device']}, {result['machine']['torch_threads']} torch threads)")
-    print(f"  re-encode 4 images : median {enc['median_ms']:9.1f} ms  p90 {enc['p90_ms']:9.1f} ms  ({enc['reps']} reps)")
-    print(f"  token cache, 4 refs: median {hit['median_ms']:9.2f} ms  p90 {hit['p90_ms']:9.2f} ms  ({hit['reps']} reps)")
-    print(f"  speedup {speedup:.0f}x (goal >= {GOAL:.0f}x: {'met' if speedup >= GOAL else 'NOT met'}); "
-          f"float16 cache vs fresh max |diff| {max_err:.2e}")
+    print(
+        f"ViT-H-14 with RANDOM weights ({result['machine']['device']}, {result['machine']['torch_threads']} torch threads)"
+    )
+    print(
+        f"  re-encode 4 images : median {enc['median_ms']:9.1f} ms  p90 {enc['p90_ms']:9.1f} ms  ({enc['reps']} reps)"
+    )
+    print(
+        f"  token cache, 4 refs: median {hit['median_ms']:9.2f} ms  p90 {hit['p90_ms']:9.2f} ms  ({hit['reps']} reps)"
+    )
+    print(
+        f"  speedup {speedup:.0f}x (goal >= {GOAL:.0f}x: {'met' if speedup >= GOAL else 'NOT met'}); "
+        f"float16 cache vs fresh max |diff| {max_err:.2e}"
+    )
     print(f"wrote {out}")
 
 

@@ -17,6 +17,7 @@ Stories:
 
 Writes benchmarks/results/memory_coverage.json. Run: ``python benchmarks/bench_memory_coverage.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,7 @@ def synthetic_story(shots: int = 240, characters: int = 8, locations: int = 4, s
         t = int(rng.integers(0, 30))
         while t < shots:
             on = int(rng.integers(3, 13))
-            present[t:t + on, c] = True
+            present[t : t + on, c] = True
             t += on + int(rng.integers(20, 61))
     plan, t = [], 0
     location = 0
@@ -98,7 +99,9 @@ def retriever_predictions(name: str, story: dict) -> list[list[str]] | None:
             library.register(e["name"], e["kind"], aliases=e.get("aliases", []), description=e.get("description", ""))
         retriever, context, out = Retriever(library), StoryContext(), []
         for index, _scene, shot in script.iter_shots():
-            result = retriever.retrieve(ShotQuery(prompt=shot.prompt, story_id=script.id, shot_index=index, cut=shot.cut), context)
+            result = retriever.retrieve(
+                ShotQuery(prompt=shot.prompt, story_id=script.id, shot_index=index, cut=shot.cut), context
+            )
             context.update(result)
             out.append(result.names())
         return out
@@ -106,8 +109,14 @@ def retriever_predictions(name: str, story: dict) -> list[list[str]] | None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def replay(plan: list[list[str]], policy: str, budget: int, *, locations: set[str] | None = None,
-           predicted: list[list[str]] | None = None) -> dict[str, float]:
+def replay(
+    plan: list[list[str]],
+    policy: str,
+    budget: int,
+    *,
+    locations: set[str] | None = None,
+    predicted: list[list[str]] | None = None,
+) -> dict[str, float]:
     """Each shot writes one keyframe showing its (true) entities; memory for shot i sees shots < i
     and is chosen given ``predicted[i]`` (default: the true entities, an oracle)."""
     is_location = (lambda e: e in locations) if locations is not None else (lambda e: e.startswith("loc"))
@@ -128,8 +137,19 @@ def replay(plan: list[list[str]], policy: str, budget: int, *, locations: set[st
         entity_total += len(needed_set & seen)
         entity_hits += len(needed_set & seen & in_memory)
         for e in needed:
-            refs.append(Reference(entity_id=e, kind="character", source="harvested", width=1, height=1,
-                                  sha256=f"{i}", story="s", shot=i, frame=0))
+            refs.append(
+                Reference(
+                    entity_id=e,
+                    kind="character",
+                    source="harvested",
+                    width=1,
+                    height=1,
+                    sha256=f"{i}",
+                    story="s",
+                    shot=i,
+                    frame=0,
+                )
+            )
         seen |= needed_set
     return {
         "shots": len(plan),
@@ -147,7 +167,9 @@ def main() -> dict:
         row = {p: {str(b): replay(plan, p, b, locations=locations) for b in BUDGETS} for p in POLICIES}
         predicted = retriever_predictions(name, story)
         if predicted is not None:
-            row["relevant_retriever"] = {str(b): replay(plan, "relevant", b, locations=locations, predicted=predicted) for b in BUDGETS}
+            row["relevant_retriever"] = {
+                str(b): replay(plan, "relevant", b, locations=locations, predicted=predicted) for b in BUDGETS
+            }
         results["stories"][f"st-bench/{name}"] = row
     synthetic = synthetic_story()
     row = {p: {str(b): replay(synthetic, p, b) for b in BUDGETS} for p in POLICIES}
@@ -163,8 +185,18 @@ def main() -> dict:
         policies = sorted({p for n in names for p in results["stories"][n]}, key=lambda p: (p != "sink_recent", p))
         results["mean"][group] = {
             p: {
-                str(b): round(float(np.mean([results["stories"][n][p][str(b)]["fully_covered_share"] or 0.0
-                                             for n in names if p in results["stories"][n]])), 4)
+                str(b): round(
+                    float(
+                        np.mean(
+                            [
+                                results["stories"][n][p][str(b)]["fully_covered_share"] or 0.0
+                                for n in names
+                                if p in results["stories"][n]
+                            ]
+                        )
+                    ),
+                    4,
+                )
                 for b in BUDGETS
             }
             for p in policies

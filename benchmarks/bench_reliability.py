@@ -14,6 +14,7 @@
 Writes benchmarks/results/reliability.json. Run: ``python benchmarks/bench_reliability.py``
 (about 4-5 minutes on 2 cores; ``--quick`` for a smaller run that is not written).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,10 +42,30 @@ from tests.memstore.workers.harness import (  # noqa: E402
 )
 
 RESULT = ROOT / "benchmarks" / "results" / "reliability.json"
-BAD_KEYS = ("lost", "incomplete", "resurrected", "unexpected", "duplicated_names", "duplicated_ids", "orphans",
-            "torn", "names_won_twice", "reader_violations", "index_mismatch", "search_foreign")
-CRASH_BAD = ("half_written", "lost", "resurrected", "orphans_left", "orphans_visible", "orphans_searched", "torn",
-             "index_mismatch")
+BAD_KEYS = (
+    "lost",
+    "incomplete",
+    "resurrected",
+    "unexpected",
+    "duplicated_names",
+    "duplicated_ids",
+    "orphans",
+    "torn",
+    "names_won_twice",
+    "reader_violations",
+    "index_mismatch",
+    "search_foreign",
+)
+CRASH_BAD = (
+    "half_written",
+    "lost",
+    "resurrected",
+    "orphans_left",
+    "orphans_visible",
+    "orphans_searched",
+    "torn",
+    "index_mismatch",
+)
 
 
 def concurrency(work: Path, workers: int, ops: int, race_names: int) -> dict:
@@ -118,7 +139,10 @@ def fuzz(examples: int) -> dict:
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/memstore/test_hostile_input.py"],
-        cwd=ROOT, env=env, capture_output=True, text=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     cases = sum(int(x) for x in Path(counts).read_text().split() if x.strip())
     os.unlink(counts)
@@ -140,11 +164,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-reliability-"))
     try:
         conc = concurrency(work, workers=4, ops=40 if quick else 200, race_names=5 if quick else 20)
-        print(f"concurrency: {conc['operations']} operations by {conc['writers']} writers + 1 reader in "
-              f"{conc['seconds']} s, bad rows {conc['bad_rows']}, conflicts retried {conc['conflicts_retried']}", flush=True)
+        print(
+            f"concurrency: {conc['operations']} operations by {conc['writers']} writers + 1 reader in "
+            f"{conc['seconds']} s, bad rows {conc['bad_rows']}, conflicts retried {conc['conflicts_retried']}",
+            flush=True,
+        )
         crash = crashes(work, trials=4 if quick else 40, init_trials=1 if quick else 3)
-        print(f"crash: {crash['trials']} kill -9 trials, failures {crash['failures']}, "
-              f"init stores not recovered {crash['stores_not_recovered']}", flush=True)
+        print(
+            f"crash: {crash['trials']} kill -9 trials, failures {crash['failures']}, "
+            f"init stores not recovered {crash['stores_not_recovered']}",
+            flush=True,
+        )
         fz = fuzz(20 if quick else 200)
         print(f"fuzz: {fz['cases']} cases, {fz['pytest']}", flush=True)
     finally:

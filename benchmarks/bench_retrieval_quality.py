@@ -10,6 +10,7 @@ Metrics are macro-averaged over shots (an empty prediction and truth count as a 
 Run: ``.venv/bin/python -m benchmarks.bench_retrieval_quality [--stories cat dog]``
 Writes benchmarks/results/retrieval_quality.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,15 +58,23 @@ def evaluate_story(name: str, annotation: dict[str, Any], shared: Path = SHARED)
         for mode in ("with_context", "without_context"):
             context: StoryContext | None = StoryContext() if mode == "with_context" else None
             rows = []
-            for (index, _scene, shot), truth in zip(shots, annotation["shots"]):
+            for (index, _scene, shot), truth in zip(shots, annotation["shots"], strict=False):
                 query = ShotQuery(prompt=shot.prompt, story_id=script.id, shot_index=index, cut=shot.cut)
                 result = retriever.retrieve(query, context)
                 if context is not None:
                     context.update(result)
                 predicted = set(result.names())
                 p, r, f = prf(predicted, set(truth))
-                rows.append({"shot": index, "predicted": sorted(predicted), "truth": sorted(truth),
-                             "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)})
+                rows.append(
+                    {
+                        "shot": index,
+                        "predicted": sorted(predicted),
+                        "truth": sorted(truth),
+                        "precision": round(p, 4),
+                        "recall": round(r, 4),
+                        "f1": round(f, 4),
+                    }
+                )
             out[mode] = {
                 **{m: round(sum(row[m] for row in rows) / len(rows), 4) for m in ("precision", "recall", "f1")},
                 "per_shot": rows,
@@ -90,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for mode in ("with_context", "without_context"):
         total = sum(s["shots"] for s in stories.values())
         summary[mode] = {
-            m: round(sum(s[mode][m] * s["shots"] for s in stories.values()) / total, 4) for m in ("precision", "recall", "f1")
+            m: round(sum(s[mode][m] * s["shots"] for s in stories.values()) / total, 4)
+            for m in ("precision", "recall", "f1")
         }
     report = {
         "benchmark": "retrieval_quality",
@@ -99,8 +109,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "stories": names,
         "shots": sum(s["shots"] for s in stories.values()),
         "summary": summary,
-        "per_story": {n: {mode: {m: s[mode][m] for m in ("precision", "recall", "f1")} for mode in ("with_context", "without_context")}
-                      for n, s in stories.items()},
+        "per_story": {
+            n: {
+                mode: {m: s[mode][m] for m in ("precision", "recall", "f1")}
+                for mode in ("with_context", "without_context")
+            }
+            for n, s in stories.items()
+        },
         "details": stories,
         "seconds": round(time.perf_counter() - started, 1),
     }

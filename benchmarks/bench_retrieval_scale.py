@@ -12,7 +12,8 @@ Rows are bulk-loaded as pyarrow batches of 100k straight into the entities and r
   search on the library's own index, entity mapping through the in-memory sidecar; no Lance read);
 - ``faiss``: the same FAISS index searched directly with the same parameters;
 - ``lance_exact``: LanceDB brute force, ``table.search(vec).where(library filter)`` without an ANN index.
-Searches run one query at a time on one FAISS thread (builds use all). Recall@10 is against exact inner-product neighbours computed with numpy. The IVF nprobe / HNSW
+Searches run one query at a time on one FAISS thread (builds use all). Recall@10 is against exact inner-product
+neighbours computed with numpy. The IVF nprobe / HNSW
 efSearch is the smallest of a sweep reaching recall@10 >= 0.95 on the raw FAISS index.
 
 These clusters are well separated, which favours IVF (a query's neighbours sit in one or two
@@ -23,6 +24,7 @@ the same file under ``hard_overlapping_clusters``:
 Run: ``.venv/bin/python -m benchmarks.bench_retrieval_scale [--sizes 10000 100000 1000000]``
 Writes benchmarks/results/retrieval_scale.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +65,7 @@ def clustered(rng: np.random.Generator, centres: np.ndarray, n: int, noise: floa
     for start in range(0, n, BATCH):
         m = min(BATCH, n - start)
         x = centres[rng.integers(0, len(centres), m)] + noise * rng.standard_normal((m, DIM), dtype=np.float32)
-        out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
 
@@ -107,13 +109,17 @@ def bulk_load(store: Any, library: str, vectors: np.ndarray, rng: np.random.Gene
     entity_ids = [f"{x:032x}" for x in rng.integers(0, 2**63, n_entities, dtype=np.int64).astype(object)]
     ent = {f.name: pa.nulls(n_entities, f.type) for f in ENTITY_SCHEMA}
     ent.update(
-        id=pa.array(entity_ids), library=pa.array([library] * n_entities), kind=pa.array(["character"] * n_entities),
+        id=pa.array(entity_ids),
+        library=pa.array([library] * n_entities),
+        kind=pa.array(["character"] * n_entities),
         name=pa.array([f"{library}-{i}" for i in range(n_entities)]),
         name_key=pa.array([f"{library}-{i}" for i in range(n_entities)]),
         aliases=pa.array([[]] * n_entities, pa.list_(pa.string())),
         alias_keys=pa.array([[]] * n_entities, pa.list_(pa.string())),
-        description=pa.array([""] * n_entities), search_text=pa.array([f"{library}-{i}" for i in range(n_entities)]),
-        tags=pa.array([[]] * n_entities, pa.list_(pa.string())), attributes=pa.array(["{}"] * n_entities),
+        description=pa.array([""] * n_entities),
+        search_text=pa.array([f"{library}-{i}" for i in range(n_entities)]),
+        tags=pa.array([[]] * n_entities, pa.list_(pa.string())),
+        attributes=pa.array(["{}"] * n_entities),
         created=pa.array(np.full(n_entities, stamp), ENTITY_SCHEMA.field("created").type),
         updated=pa.array(np.full(n_entities, stamp), ENTITY_SCHEMA.field("updated").type),
     )
@@ -126,13 +132,20 @@ def bulk_load(store: Any, library: str, vectors: np.ndarray, rng: np.random.Gene
         ids = [f"{h:016x}{start + i:016x}" for i, h in enumerate(high.tolist())]
         cols = {f.name: pa.nulls(m, f.type) for f in schema}
         cols.update(
-            id=pa.array(ids), key=pa.array(high), library=pa.array([library] * m),
+            id=pa.array(ids),
+            key=pa.array(high),
+            library=pa.array([library] * m),
             entity_id=pa.array([entity_ids[(start + i) // REFS_PER_ENTITY % n_entities] for i in range(m)]),
-            kind=pa.array(["character"] * m), era=pa.array(["default"] * m), source=pa.array(["registered"] * m),
-            image_format=pa.array(["png"] * m), width=pa.array(np.zeros(m, np.int32)), height=pa.array(np.zeros(m, np.int32)),
-            sha256=pa.array([""] * m), created=pa.array(np.full(m, stamp), schema.field("created").type),
+            kind=pa.array(["character"] * m),
+            era=pa.array(["default"] * m),
+            source=pa.array(["registered"] * m),
+            image_format=pa.array(["png"] * m),
+            width=pa.array(np.zeros(m, np.int32)),
+            height=pa.array(np.zeros(m, np.int32)),
+            sha256=pa.array([""] * m),
+            created=pa.array(np.full(m, stamp), schema.field("created").type),
         )
-        flat = pa.array(vectors[start:start + m].ravel(), pa.float32())
+        flat = pa.array(vectors[start : start + m].ravel(), pa.float32())
         cols[column] = pa.FixedSizeListArray.from_arrays(flat, DIM)
         table.add(pa.table(cols, schema=schema))
     return n_entities
@@ -149,8 +162,12 @@ def timed(fn, queries: np.ndarray) -> tuple[list[float], list[Any]]:
 
 def stats(times: Sequence[float]) -> dict[str, float]:
     ms = np.asarray(times) * 1e3
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 4), "p99_ms": round(float(np.percentile(ms, 99)), 4),
-            "mean_ms": round(float(ms.mean()), 4), "queries": len(ms)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 4),
+        "p99_ms": round(float(np.percentile(ms, 99)), 4),
+        "mean_ms": round(float(ms.mean()), 4),
+        "queries": len(ms),
+    }
 
 
 def recall(found: Sequence[Sequence[int]], truth: np.ndarray) -> float:
@@ -179,7 +196,9 @@ def run_size(n: int, seed: int = 0, noise: float = NOISE) -> dict[str, Any]:
         bulk_load(store, "other", clustered(rng, centres, n // 10, noise), rng, column)
         result["bulk_load_s"] = round(time.perf_counter() - t, 2)
         queries = clustered(rng, centres, QUERIES, noise)
-        keys = store.references.to_lance().to_table(columns=["key"], filter="library = 'bench'").column("key").to_numpy()
+        keys = (
+            store.references.to_lance().to_table(columns=["key"], filter="library = 'bench'").column("key").to_numpy()
+        )
         # rows were written in order, so row i of `vectors` has key keys[i]
         truth_rows = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
         truth = keys[truth_rows]
@@ -198,8 +217,11 @@ def run_size(n: int, seed: int = 0, noise: float = NOISE) -> dict[str, Any]:
         faiss.omp_set_num_threads(1)
 
         # sweep the search knob on raw FAISS; keep the smallest that reaches recall 0.95
-        knob, values = ("nprobe", [4, 8, 16, 32, 64, 128]) if hasattr(inner, "nprobe") else (
-            ("efSearch", [16, 32, 64, 128, 256]) if hasattr(inner, "hnsw") else (None, [None]))
+        knob, values = (
+            ("nprobe", [4, 8, 16, 32, 64, 128])
+            if hasattr(inner, "nprobe")
+            else (("efSearch", [16, 32, 64, 128, 256]) if hasattr(inner, "hnsw") else (None, [None]))
+        )
         sweep = []
         chosen = None
         for value in values:
@@ -221,25 +243,43 @@ def run_size(n: int, seed: int = 0, noise: float = NOISE) -> dict[str, Any]:
             index.nprobe = chosen["value"]
         elif knob == "efSearch":
             index.ef_search = chosen["value"]
-        result["faiss"] = {knob or "exact": chosen["value"], "recall@10": chosen["recall@10"],
-                           **{k: v for k, v in chosen.items() if k.endswith("_ms") or k == "queries"}}
+        result["faiss"] = {
+            knob or "exact": chosen["value"],
+            "recall@10": chosen["recall@10"],
+            **{k: v for k, v in chosen.items() if k.endswith("_ms") or k == "queries"},
+        }
 
         retriever = Retriever(store.library("bench"), text_embedder=emb, lexical=False)
         retriever.search_dense(queries[0], k=10)  # warm: sidecar lookup table
         times, outs = timed(lambda q: retriever.search_dense(q, k=10), queries)
         # recall of the references behind the path: the same index call the path makes
         _, ref_outs = timed(lambda q: index.search(q, 10)[1][0], queries)
-        ent_of = {int(k): e for k, e in zip(keys.tolist(), index.entity_of(keys))}
+        ent_of = {int(k): e for k, e in zip(keys.tolist(), index.entity_of(keys), strict=False)}
         truth_entities = [list(dict.fromkeys(ent_of[int(k)] for k in row)) for row in truth]
-        ent_recall = np.mean([len({h.entity_id for h in o} & set(t)) / len(t) for o, t in zip(outs, truth_entities)])
-        result["retrieve"] = {"recall@10": recall(ref_outs, truth), "entity_recall": round(float(ent_recall), 4), **stats(times)}
-        result["retrieve_over_faiss_p50"] = round(result["retrieve"]["p50_ms"] / max(result["faiss"]["p50_ms"], 1e-9), 3)
+        ent_recall = np.mean(
+            [len({h.entity_id for h in o} & set(t)) / len(t) for o, t in zip(outs, truth_entities, strict=False)]
+        )
+        result["retrieve"] = {
+            "recall@10": recall(ref_outs, truth),
+            "entity_recall": round(float(ent_recall), 4),
+            **stats(times),
+        }
+        result["retrieve_over_faiss_p50"] = round(
+            result["retrieve"]["p50_ms"] / max(result["faiss"]["p50_ms"], 1e-9), 3
+        )
 
         table = store.references
         n_lance = 50 if n <= 100_000 else 20
         times, outs = timed(
-            lambda q: [r["key"] for r in table.search(q, vector_column_name=column).distance_type("dot")
-                       .where("library = 'bench'", prefilter=True).select(["key", "_distance"]).limit(10).to_list()],
+            lambda q: [
+                r["key"]
+                for r in table.search(q, vector_column_name=column)
+                .distance_type("dot")
+                .where("library = 'bench'", prefilter=True)
+                .select(["key", "_distance"])
+                .limit(10)
+                .to_list()
+            ],
             queries[:n_lance],
         )
         result["lance_exact"] = {"recall@10": recall(outs, truth[:n_lance]), **stats(times)}
@@ -257,16 +297,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--noise", type=float, default=NOISE)
-    parser.add_argument("--merge-as", default=None,
-                        help="add this run to the existing --out file under this key instead of replacing it")
+    parser.add_argument(
+        "--merge-as",
+        default=None,
+        help="add this run to the existing --out file under this key instead of replacing it",
+    )
     args = parser.parse_args(argv)
     import faiss
 
     started = time.perf_counter()
     report: dict[str, Any] = {
         "benchmark": "retrieval_scale",
-        "machine": {"cpus": os.cpu_count(), "faiss_threads": faiss.omp_get_max_threads(), "python": platform.python_version(),
-                    "faiss": faiss.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "faiss_threads": faiss.omp_get_max_threads(),
+            "python": platform.python_version(),
+            "faiss": faiss.__version__,
+        },
         "vectors": f"{DIM}-d, {CENTRES} N(0,I) centres + {args.noise}*N(0,I) noise, L2-normalised, seed 0",
         "goals": "p50 <= 2 ms at 1M with recall@10 >= 0.95; retrieve <= 1.5x raw FAISS p50 at the same recall",
         "sizes": [],

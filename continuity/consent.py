@@ -2,6 +2,7 @@
 ran out, unless the user overrode it by name or id, in which case the override is returned so the
 story runner can write it into the shot's provenance.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

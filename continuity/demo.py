@@ -5,12 +5,14 @@ Characters: scikit-image's ``astronaut()`` (NASA, public domain) as Mara, and th
 wheel's aligned sample face ``Tom_Hanks_54745.png`` as Theo; their names are the story's, not the
 people's. Locations are painted by :mod:`continuity.drawn`.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from PIL import Image, ImageOps
 
@@ -62,7 +64,11 @@ def face_embedder_config() -> list[dict[str, Any]]:
     configs: list[dict[str, Any]] = [{"type": "color-histogram"}]
     from memstore.embedders import list_embedders
 
-    if "dlib" in list_embedders() and importlib.util.find_spec("dlib") and importlib.util.find_spec("face_recognition_models"):
+    if (
+        "dlib" in list_embedders()
+        and importlib.util.find_spec("dlib")
+        and importlib.util.find_spec("face_recognition_models")
+    ):
         configs.append({"type": "dlib"})
     return configs
 
@@ -74,12 +80,18 @@ def build_sample_library(db: str | os.PathLike, library: str = "demo") -> Librar
     images = sample_images()
     for name, (kind, description, aliases) in DESCRIPTIONS.items():
         if lib.find(name) is None:
-            lib.register(name, kind, images=images[name], description=description, aliases=aliases,
-                         rights={"owner": "sample data shipped in PyPI packages", "consent": None})
+            lib.register(
+                name,
+                kind,
+                images=images[name],
+                description=description,
+                aliases=aliases,
+                rights={"owner": "sample data shipped in PyPI packages", "consent": None},
+            )
     return lib
 
 
-def run_demo(out: str | os.PathLike = "demo-out", *, progress: Optional[Callable[[int, int, str], None]] = None) -> Any:
+def run_demo(out: str | os.PathLike = "demo-out", *, progress: Callable[[int, int, str], None] | None = None) -> Any:
     from .runner import RunConfig, StoryRunner
 
     out = Path(out)

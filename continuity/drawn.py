@@ -3,6 +3,7 @@
 The demo's characters are real photos that ship in installed packages; locations are painted
 here so the sample library needs nothing from outside.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,15 +43,33 @@ def harbor_at_dusk(size: tuple[int, int] = (768, 432), seed: int = 7) -> Image.I
         hx = w * (i / 4.0)
         draw.ellipse([hx - w * 0.25, horizon - h * 0.08, hx + w * 0.25, horizon + h * 0.05], fill=(46, 34, 70, 255))
     pier_y = int(h * 0.78)
-    draw.polygon([(0, pier_y), (int(w * 0.45), pier_y - 8), (int(w * 0.45), pier_y + 6), (0, pier_y + 26)], fill=(36, 24, 20, 255))
+    draw.polygon(
+        [(0, pier_y), (int(w * 0.45), pier_y - 8), (int(w * 0.45), pier_y + 6), (0, pier_y + 26)],
+        fill=(36, 24, 20, 255),
+    )
     for x in range(10, int(w * 0.45), 34):
         draw.rectangle([x, pier_y - 6, x + 5, h], fill=(30, 20, 16, 255))
     for bx, scale in ((0.58, 1.0), (0.8, 0.7), (0.33, 0.55)):
         cx, cy = int(w * bx), int(horizon + h * 0.13 * scale + 10)
         bw = int(90 * scale)
-        draw.polygon([(cx - bw, cy), (cx + bw, cy), (cx + int(bw * 0.7), cy + int(18 * scale)), (cx - int(bw * 0.7), cy + int(18 * scale))], fill=(22, 16, 26, 255))
+        draw.polygon(
+            [
+                (cx - bw, cy),
+                (cx + bw, cy),
+                (cx + int(bw * 0.7), cy + int(18 * scale)),
+                (cx - int(bw * 0.7), cy + int(18 * scale)),
+            ],
+            fill=(22, 16, 26, 255),
+        )
         draw.line([cx, cy, cx, cy - int(110 * scale)], fill=(22, 16, 26, 255), width=max(2, int(3 * scale)))
-        draw.polygon([(cx + 3, cy - int(104 * scale)), (cx + 3, cy - int(12 * scale)), (cx + int(60 * scale), cy - int(14 * scale))], fill=(240, 226, 210, 200))
+        draw.polygon(
+            [
+                (cx + 3, cy - int(104 * scale)),
+                (cx + 3, cy - int(12 * scale)),
+                (cx + int(60 * scale), cy - int(14 * scale)),
+            ],
+            fill=(240, 226, 210, 200),
+        )
     return canvas.filter(ImageFilter.SMOOTH)
 
 
@@ -63,7 +82,9 @@ def forest_clearing(size: tuple[int, int] = (768, 432), seed: int = 11) -> Image
     draw = ImageDraw.Draw(canvas, "RGBA")
     ground = int(h * 0.66)
     draw.rectangle([0, ground, w, h], fill=(86, 128, 60, 255))
-    for layer, (color, count, height) in enumerate((((92, 130, 110), 22, 0.42), ((54, 96, 70), 16, 0.55), ((26, 60, 40), 10, 0.72))):
+    for layer, (color, count, height) in enumerate(
+        (((92, 130, 110), 22, 0.42), ((54, 96, 70), 16, 0.55), ((26, 60, 40), 10, 0.72))
+    ):
         for _ in range(count):
             x = rng.uniform(-0.05, 1.05) * w
             if 0.35 * w < x < 0.65 * w and layer == 2:
@@ -79,7 +100,9 @@ def forest_clearing(size: tuple[int, int] = (768, 432), seed: int = 11) -> Image
     draw.polygon([(w * 0.44, ground), (w * 0.56, ground), (w * 0.78, h), (w * 0.22, h)], fill=(176, 150, 104, 255))
     for i in range(7):  # god rays
         x0 = w * (0.25 + 0.08 * i)
-        draw.polygon([(x0, 0), (x0 + 26, 0), (x0 + 90 + 30 * math.sin(i), ground), (x0 + 40, ground)], fill=(255, 250, 210, 26))
+        draw.polygon(
+            [(x0, 0), (x0 + 26, 0), (x0 + 90 + 30 * math.sin(i), ground), (x0 + 40, ground)], fill=(255, 250, 210, 26)
+        )
     for _ in range(260):  # grass and flowers
         x, y = rng.uniform(0, w), rng.uniform(ground + 4, h)
         draw.line([x, y, x + rng.normal(0, 2), y - rng.uniform(4, 12)], fill=(60, 110, 44, 255), width=1)

@@ -1,5 +1,6 @@
 """The story's finish, after its last shot: the story MP4, the consistency metrics
 (``metrics.json``) and the HTML report, all read from what the shots wrote."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,12 @@ def finish_story(run: StoryRun, library: Library, *, fps: int, generator: str) -
 
 def _appearances(run: StoryRun, library: Library) -> tuple[Appearances, dict[str, Entity]]:
     shot_indexes = {s.index for s in run.shots}
-    harvested = [r for r in library.keyframes(run.story.id, with_images=True, with_vectors=False) if r.shot in shot_indexes]
-    entities = library.entities_by_id({r.entity_id for r in harvested} | {h.entity.id for s in run.shots for h in s.result.hits})
+    harvested = [
+        r for r in library.keyframes(run.story.id, with_images=True, with_vectors=False) if r.shot in shot_indexes
+    ]
+    entities = library.entities_by_id(
+        {r.entity_id for r in harvested} | {h.entity.id for s in run.shots for h in s.result.hits}
+    )
     appearances: Appearances = {}
     for ref in harvested:
         name = entities[ref.entity_id].name if ref.entity_id in entities else ref.entity_id
@@ -46,19 +51,27 @@ def _appearances(run: StoryRun, library: Library) -> tuple[Appearances, dict[str
     return appearances, entities
 
 
-def _metrics(shots: Sequence[ShotRun], library: Library, appearances: Appearances, entities: dict[str, Entity]) -> ConsistencyReport:
+def _metrics(
+    shots: Sequence[ShotRun], library: Library, appearances: Appearances, entities: dict[str, Entity]
+) -> ConsistencyReport:
     characters = [e for e in entities.values() if e.kind == "character"]
     face = face_embedder(library)
     references: dict[str, list[np.ndarray]] = {}
     counts: dict[int, tuple[int, int]] = {}
     if face is not None:
         for entity in characters:
-            references[entity.name] = [np.asarray(r.pil()) for r in library.references(entity, source="registered", with_images=True)]
+            references[entity.name] = [
+                np.asarray(r.pil()) for r in library.references(entity, source="registered", with_images=True)
+            ]
         if getattr(face, "detect_faces", None) is not None:
             counts = _character_counts(shots, library, face)
     return consistency(
-        appearances, embed=frame_embed(library), face_embed=face_embed_with(face) if face is not None else None,
-        references=references, character_counts=counts, face_entities=[e.name for e in characters],
+        appearances,
+        embed=frame_embed(library),
+        face_embed=face_embed_with(face) if face is not None else None,
+        references=references,
+        character_counts=counts,
+        face_entities=[e.name for e in characters],
     )
 
 
@@ -74,7 +87,9 @@ def _character_counts(shots: Sequence[ShotRun], library: Library, face: Embedder
     return counts
 
 
-def _report(run: StoryRun, library: Library, appearances: Appearances, metrics: ConsistencyReport, generator: str) -> Path:
+def _report(
+    run: StoryRun, library: Library, appearances: Appearances, metrics: ConsistencyReport, generator: str
+) -> Path:
     from .provenance import read_provenance
     from .report import ReportImage, ShotReport, write_report
 
@@ -85,7 +100,12 @@ def _report(run: StoryRun, library: Library, appearances: Appearances, metrics: 
         keyframe_refs = library.references(ids=[k.id for k in s.keyframes], with_images=True) if s.keyframes else []
         unique = {(k.shot, k.frame): k for k in keyframe_refs}
         keyframes = [ReportImage(np.asarray(k.pil()), f"frame {k.frame}") for k in unique.values()]
-        memory = [ReportImage(np.asarray(f.reference.pil()), f"shot {f.shot} frame {f.frame}: {why}") for f, why in s.memory]
-        shots.append(ShotReport.from_manifest(manifest, s.provenance.parent, keyframes=keyframes, memory=memory,
-                                              cut=cuts.get(s.index, True)))
+        memory = [
+            ReportImage(np.asarray(f.reference.pil()), f"shot {f.shot} frame {f.frame}: {why}") for f, why in s.memory
+        ]
+        shots.append(
+            ShotReport.from_manifest(
+                manifest, s.provenance.parent, keyframes=keyframes, memory=memory, cut=cuts.get(s.index, True)
+            )
+        )
     return Path(write_report(run.out_dir, run.story, shots, metrics, entity_sheets=appearances, generator=generator))

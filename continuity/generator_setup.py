@@ -6,6 +6,7 @@ decides which loader a name uses, what ``--adapter`` means for it, and checks th
 missing file is one :class:`MissingWeightsError` line. The IP-Adapter gets the library's token
 cache, so each reference is encoded once and reused by every later shot and run.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -71,8 +72,9 @@ def _accepted(cls: type) -> set[str] | None:
     return None if chain else set()
 
 
-def check_generator(name: str, *, model: str | None = None, adapter: str | None = None,
-                    options: Mapping[str, Any] | None = None) -> None:
+def check_generator(
+    name: str, *, model: str | None = None, adapter: str | None = None, options: Mapping[str, Any] | None = None
+) -> None:
     """Everything that can be checked without loading a model; raises the error the CLI prints."""
     key = generator_entry(name).name  # an unknown name raises here, listing the known ones
     options = dict(options or {})
@@ -103,13 +105,11 @@ def _check_weights(spec: GeneratorEntry, model: str | None, adapter: str | None)
         raise InvalidInputError(f"generator {key!r} takes no --adapter, got {adapter!r}; leave it out")
     if spec.adapter == "required" and adapter is None:
         raise MissingWeightsError(
-            f"generator {key!r} needs adapter weights: got no --adapter; "
-            f"pass --adapter FOLDER_OR_FILE ({hint})"
+            f"generator {key!r} needs adapter weights: got no --adapter; pass --adapter FOLDER_OR_FILE ({hint})"
         )
     if adapter is not None and not Path(adapter).expanduser().exists():
         raise MissingWeightsError(
-            f"adapter weights for {key!r} not found: --adapter {adapter} does not exist; "
-            "pass a local folder or file"
+            f"adapter weights for {key!r} not found: --adapter {adapter} does not exist; pass a local folder or file"
         )
 
 
@@ -132,8 +132,14 @@ def _check_options(spec: GeneratorEntry, options: Mapping[str, Any]) -> None:
         )
 
 
-def build_generator(name: str, library: Any, *, model: str | None = None, adapter: str | None = None,
-                    options: Mapping[str, Any] | None = None) -> Any:
+def build_generator(
+    name: str,
+    library: Any,
+    *,
+    model: str | None = None,
+    adapter: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Any:
     """A ready adapter for ``name``: weightless generators from the registry, weighted ones through
     their own ``from_pretrained`` (local files only). ``options`` go to that loader / constructor."""
     from generators import get_generator
@@ -146,9 +152,7 @@ def build_generator(name: str, library: Any, *, model: str | None = None, adapte
         try:
             return get_generator(key, **options)
         except TypeError as err:  # an option the constructor does not take
-            raise InvalidInputError(
-                f"generator {key!r} rejected its options {sorted(options)}: {err}"
-            ) from None
+            raise InvalidInputError(f"generator {key!r} rejected its options {sorted(options)}: {err}") from None
     cls = spec.load()
     device, dtype = (options.pop(k, None) for k in PLACEMENT)
     model = str(Path(model).expanduser()) if _looks_local(str(model)) else str(model)
@@ -197,4 +201,3 @@ def place(generator: Any, *, device: str | None = None, dtype: str | None = None
         raise InvalidInputError(
             f"cannot place {generator.name} on device {device!r} as {dtype or 'its dtype'}: {first}"
         ) from None
-

@@ -9,6 +9,7 @@ memory is then dropped, so the memory bank does not fill up with the same view. 
 similarity with CLIP and quality with HPSv3; here the embedder is any callable, with a weightless
 default so the loop runs without weights, and quality is sharpness (variance of the Laplacian).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -225,12 +226,18 @@ def extract_keyframes(
                 sims = np.stack(pool) @ vec
                 best = int(np.argmax(sims))
                 if sims[best] > cfg.memory_dedup:
-                    where = f"keyframe {kept[best].frame_index}" if best < len(kept) else f"memory frame {best - len(kept)}"
-                    log.dropped.append((frame_index, f"duplicate: similarity {sims[best]:.2f} > {cfg.memory_dedup:.2f} to {where}"))
+                    where = (
+                        f"keyframe {kept[best].frame_index}" if best < len(kept) else f"memory frame {best - len(kept)}"
+                    )
+                    log.dropped.append(
+                        (frame_index, f"duplicate: similarity {sims[best]:.2f} > {cfg.memory_dedup:.2f} to {where}")
+                    )
                     continue
         if threshold != cfg.threshold:
             reason += f" (threshold lowered from {cfg.threshold:.2f} to keep at most {cfg.max_per_shot})"
-        kept.append(Keyframe(frame_index=frame_index, image=sampled[pos], vector=vec, quality=quality_of(pos), reason=reason))
+        kept.append(
+            Keyframe(frame_index=frame_index, image=sampled[pos], vector=vec, quality=quality_of(pos), reason=reason)
+        )
     return kept
 
 
@@ -296,7 +303,12 @@ class KeyframeWriter:
                 if seen and _max_cosine(vector, seen) > self.config.memory_dedup:
                     continue
                 written += self.library.add_images(
-                    entity, [kf.image], source="harvested", story=story_id, shot=index, frames=[kf.frame_index],
+                    entity,
+                    [kf.image],
+                    source="harvested",
+                    story=story_id,
+                    shot=index,
+                    frames=[kf.frame_index],
                 )
         return written
 
@@ -308,7 +320,7 @@ class KeyframeWriter:
         if missing:
             loaded = self.library.references(ids=list(missing), with_images=True)
             vectors = self.embed([np.asarray(r.pil()) for r in loaded]) if loaded else []
-            for ref, vector in zip(loaded, vectors):
+            for ref, vector in zip(loaded, vectors, strict=False):
                 missing[ref.id].vectors[key] = np.asarray(vector)
         return earlier
 

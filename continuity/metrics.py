@@ -12,6 +12,7 @@
 
 Everything takes callables, so the metrics do not depend on which CLIP or face model is installed.
 """
+
 from __future__ import annotations
 
 import math
@@ -127,7 +128,7 @@ def face_similarity(
     faces = list(face_embed(images)) if images else []
     if len(faces) != len(images):
         raise InvalidInputError(f"the face embedder returned {len(faces)} results for {len(images)} images")
-    found = [(s, _unit(v)) for s, v in zip(shots, faces) if _usable(v)]
+    found = [(s, _unit(v)) for s, v in zip(shots, faces, strict=False) if _usable(v)]
     ref_faces = list(face_embed(list(references))) if len(references) else []
     refs = [_unit(v) for v in ref_faces if _usable(v)]
     face_ref = None

@@ -6,6 +6,7 @@ sha256, so a later edit of the library is visible), the prompt before and after 
 generator, model and seed, consent overrides, the output files with their hashes, timings and
 software versions. The input hash lets a resumed run skip shots whose inputs did not change.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,20 @@ from memstore.errors import InvalidInputError
 SCHEMA_VERSION = 1
 #: distributions whose versions are recorded (read from metadata: nothing heavy is imported)
 TRACKED_PACKAGES = (
-    "continuity", "numpy", "pillow", "pydantic", "lancedb", "faiss-cpu", "torch", "open-clip-torch",
-    "diffusers", "transformers", "insightface", "onnxruntime", "dlib-bin", "av",
+    "continuity",
+    "numpy",
+    "pillow",
+    "pydantic",
+    "lancedb",
+    "faiss-cpu",
+    "torch",
+    "open-clip-torch",
+    "diffusers",
+    "transformers",
+    "insightface",
+    "onnxruntime",
+    "dlib-bin",
+    "av",
 )
 
 
@@ -115,7 +128,9 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def output_file(path: str | os.PathLike[str], base_dir: str | os.PathLike[str] | None = None, kind: str = "video") -> OutputFile:
+def output_file(
+    path: str | os.PathLike[str], base_dir: str | os.PathLike[str] | None = None, kind: str = "video"
+) -> OutputFile:
     """Describe an output file; its path is stored relative to ``base_dir`` when inside it, so a
     run folder can be moved."""
     p = Path(path)
@@ -137,7 +152,9 @@ def uses_from_retrieval(result: Any) -> dict[str, list[Any]]:
     blueprints, references, memory = [], [], []
     for hit in getattr(result, "hits", ()):
         e = hit.entity
-        blueprints.append(BlueprintUse(entity_id=e.id, name=e.name, kind=e.kind, score=float(hit.score), reasons=list(hit.reasons)))
+        blueprints.append(
+            BlueprintUse(entity_id=e.id, name=e.name, kind=e.kind, score=float(hit.score), reasons=list(hit.reasons))
+        )
         for r in hit.references:
             references.append(ReferenceUse(id=r.id, entity_id=r.entity_id, sha256=r.sha256, era=r.era, source=r.source))
     mem = list(getattr(result, "memory", ()))
@@ -145,8 +162,12 @@ def uses_from_retrieval(result: Any) -> dict[str, list[Any]]:
     for i, r in enumerate(mem):
         memory.append(
             MemoryUse(
-                id=r.id, entity_id=getattr(r, "entity_id", None), sha256=getattr(r, "sha256", None),
-                story=getattr(r, "story", None), shot=getattr(r, "shot", None), frame=getattr(r, "frame", None),
+                id=r.id,
+                entity_id=getattr(r, "entity_id", None),
+                sha256=getattr(r, "sha256", None),
+                story=getattr(r, "story", None),
+                shot=getattr(r, "shot", None),
+                frame=getattr(r, "frame", None),
                 reason=reasons[i] if i < len(reasons) else "",
             )
         )
@@ -179,10 +200,13 @@ def read_provenance(path: str | os.PathLike[str]) -> ShotManifest:
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"provenance file {p.name!r} is not valid JSON ({exc.__class__.__name__}); delete it to regenerate the shot") from None
+        raise InvalidInputError(
+            f"provenance file {p.name!r} is not valid JSON ({exc.__class__.__name__}); delete it to regenerate the shot"
+        ) from None
     if isinstance(data, dict) and data.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
         raise InvalidInputError(
-            f"provenance file {p.name!r} has schema version {data['schema_version']}, this version reads up to {SCHEMA_VERSION}; upgrade continuity"
+            f"provenance file {p.name!r} has schema version {data['schema_version']}, "
+            f"this version reads up to {SCHEMA_VERSION}; upgrade continuity"
         )
     try:
         return ShotManifest.model_validate(data)

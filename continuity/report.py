@@ -6,6 +6,7 @@ through :func:`urllib.parse.quote`, so a prompt holding ``<script>`` stays text 
 become a ``javascript:`` URL. Image files get names we make (shot_003_kf_1.jpg), never names
 taken from user text.
 """
+
 from __future__ import annotations
 
 import base64
@@ -178,8 +179,12 @@ def _metrics_section(metrics: Any) -> str:
     if metrics is None:
         return ""
     data = metrics.to_json() if hasattr(metrics, "to_json") else dict(metrics)
-    overall = [("CLIP-I across shots", data.get("clip_i")), ("Face: reference → shot", data.get("face_ref")),
-               ("Face: shot → shot", data.get("face_shot")), ("Character count match (OCCM)", data.get("occm"))]
+    overall = [
+        ("CLIP-I across shots", data.get("clip_i")),
+        ("Face: reference → shot", data.get("face_ref")),
+        ("Face: shot → shot", data.get("face_shot")),
+        ("Character count match (OCCM)", data.get("occm")),
+    ]
     rows = "".join(f"<tr><td>{_e(k)}</td><td>{_e(_fmt(v, 2 if 'OCCM' in k else 3))}</td></tr>" for k, v in overall)
     ent_rows = ""
     for name, ent in (data.get("entities") or {}).items():
@@ -225,7 +230,9 @@ def _figures(items: Iterable[ReportImage], prefix: str, assets: _Assets) -> str:
     figs = []
     for j, item in enumerate(items):
         src = assets.src(item.image, f"{prefix}_{j}")
-        figs.append(f"<figure><img src='{src}' alt='{_e(item.caption)}'><figcaption>{_e(item.caption)}</figcaption></figure>")
+        figs.append(
+            f"<figure><img src='{src}' alt='{_e(item.caption)}'><figcaption>{_e(item.caption)}</figcaption></figure>"
+        )
     return f"<div class='grid'>{''.join(figs)}</div>" if figs else "<p class='muted'>none</p>"
 
 
@@ -236,7 +243,9 @@ def _blueprints(blueprints: Sequence[BlueprintUse | Mapping[str, Any]]) -> str:
     for b in blueprints:
         d = b.model_dump() if isinstance(b, BlueprintUse) else dict(b)
         reasons = "".join(f"<span class='tag'>{_e(r)}</span>" for r in d.get("reasons") or [])
-        rows.append(f"<tr><td>{_e(d.get('name'))}</td><td>{_e(d.get('kind'))}</td><td>{_e(_fmt(d.get('score')))}</td><td>{reasons}</td></tr>")
+        rows.append(
+            f"<tr><td>{_e(d.get('name'))}</td><td>{_e(d.get('kind'))}</td><td>{_e(_fmt(d.get('score')))}</td><td>{reasons}</td></tr>"
+        )
     return f"<table><tr><th>Blueprint</th><th>Kind</th><th>Score</th><th>Why</th></tr>{''.join(rows)}</table>"
 
 

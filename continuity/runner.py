@@ -6,6 +6,7 @@ remembered, and the previous shot's hash), and that row is written last. A rerun
 whose hash is recorded and whose MP4 exists; an interrupted run loses no finished shot, and the
 keyframes a crashed shot may have written are removed before it is generated again.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -36,8 +37,8 @@ class RunConfig:
 
     generator: str = "animatic"
     generator_options: dict[str, Any] = field(default_factory=dict)
-    model: Optional[str] = None  # local weights for diffusers generators (continuity.generator_setup)
-    adapter: Optional[str] = None  # IP-Adapter weights, or a LoRA for wan-m2v
+    model: str | None = None  # local weights for diffusers generators (continuity.generator_setup)
+    adapter: str | None = None  # IP-Adapter weights, or a LoRA for wan-m2v
     memory_policy: str = "relevant"
     memory_budget: int = 10
     width: int = 640
@@ -67,7 +68,7 @@ class ShotRun:
     provenance: Path
     skipped: bool = False
     seconds: float = 0.0
-    frames: Optional[np.ndarray] = None
+    frames: np.ndarray | None = None
 
 
 @dataclass
@@ -78,7 +79,7 @@ class ShotPlan:
     index: int
     scene: Scene
     shot: Shot
-    location: Optional[str]
+    location: str | None
     result: RetrievalResult
     memory: list[tuple[MemoryFrame, str]]
     overrides: list[ConsentOverride]
@@ -93,8 +94,8 @@ class StoryRun:
     story: StoryScript
     out_dir: Path
     shots: list[ShotRun]
-    video: Optional[Path] = None
-    report: Optional[Path] = None
+    video: Path | None = None
+    report: Path | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,11 +107,11 @@ class StoryRunner:
         self,
         library: Library,
         out_dir: str | os.PathLike[str],
-        config: Optional[RunConfig] = None,
+        config: RunConfig | None = None,
         *,
         generator: Any = None,
         retriever: Any = None,
-        progress: Optional[Callable[[int, int, str], None]] = None,
+        progress: Callable[[int, int, str], None] | None = None,
     ):
         self.library = library
         self.out_dir = Path(out_dir)
@@ -124,8 +125,13 @@ class StoryRunner:
         if self.generator is None:
             from .generator_setup import build_generator
 
-            self.generator = build_generator(self.config.generator, self.library, model=self.config.model,
-                                             adapter=self.config.adapter, options=self.config.generator_options)
+            self.generator = build_generator(
+                self.config.generator,
+                self.library,
+                model=self.config.model,
+                adapter=self.config.adapter,
+                options=self.config.generator_options,
+            )
         return self.generator
 
     def _retriever(self) -> Any:
@@ -145,19 +151,26 @@ class StoryRunner:
                 entities.append(existing)
                 continue
             if member.ref:
-                raise ScriptError(f"cast member {member.name!r} refers to {member.ref!r}, which is not in library {self.library.name!r}")
+                raise ScriptError(
+                    f"cast member {member.name!r} refers to {member.ref!r}, which is not in library {self.library.name!r}"
+                )
             if not self.config.register_cast:
-                raise ScriptError(f"cast member {member.name!r} is not in library {self.library.name!r}; register it first")
+                raise ScriptError(
+                    f"cast member {member.name!r} is not in library {self.library.name!r}; register it first"
+                )
             entities.append(
                 self.library.register(
-                    member.name, member.kind, images=[str(p) for p in member.image_paths(base)],
-                    aliases=member.aliases, description=member.description,
+                    member.name,
+                    member.kind,
+                    images=[str(p) for p in member.image_paths(base)],
+                    aliases=member.aliases,
+                    description=member.description,
                 )
             )
         return entities
 
     # --- the loop -----------------------------------------------------------------------------
-    def run(self, story: StoryScript, *, stop_after: Optional[int] = None) -> StoryRun:
+    def run(self, story: StoryScript, *, stop_after: int | None = None) -> StoryRun:
         (self.out_dir / "shots").mkdir(parents=True, exist_ok=True)
         self.ensure_cast(story)
         self._generator()
@@ -185,32 +198,61 @@ class StoryRunner:
             finish_story(run, self.library, fps=self.config.fps, generator=self.config.generator)
         return run
 
-    def plan(self, story: StoryScript, index: int, scene: Scene, shot: Shot, context: StoryContext,
-             previous_hash: str) -> ShotPlan:
+    def plan(
+        self, story: StoryScript, index: int, scene: Scene, shot: Shot, context: StoryContext, previous_hash: str
+    ) -> ShotPlan:
         """Retrieve, check rights, choose memory and hash the shot's inputs; generates nothing."""
         location = shot.location or scene.location
         query = ShotQuery(
-            prompt=shot.prompt, story_id=story.id, shot_index=index, cut=shot.cut,
-            cast=tuple(shot.cast) if shot.cast else None, location=location,
+            prompt=shot.prompt,
+            story_id=story.id,
+            shot_index=index,
+            cut=shot.cut,
+            cast=tuple(shot.cast) if shot.cast else None,
+            location=location,
             require_consent=self.config.require_consent,
         )
         result = self._retriever().retrieve(query, context)
         overrides = check_rights(
-            [h.entity for h in result.hits], overrides=set(self.config.consent_overrides),
+            [h.entity for h in result.hits],
+            overrides=set(self.config.consent_overrides),
             require_consent=self.config.require_consent,
         )
         memory = self._select_memory(story.id, index, result)
         result = dataclasses.replace(
-            result, memory=tuple(f.reference for f, _ in memory), memory_reasons=tuple(why for _, why in memory),
+            result,
+            memory=tuple(f.reference for f, _ in memory),
+            memory_reasons=tuple(why for _, why in memory),
         )
         seed = shot.seed if shot.seed is not None else self.config.seed + index
-        input_hash = shot_input_hash(shot, self._hash_inputs(story, index, location, seed, result, overrides, previous_hash))
+        input_hash = shot_input_hash(
+            shot, self._hash_inputs(story, index, location, seed, result, overrides, previous_hash)
+        )
         shots_dir = self.out_dir / "shots"
-        return ShotPlan(index, scene, shot, location, result, memory, overrides, seed, input_hash,
-                        shots_dir / f"shot_{index:03d}.mp4", shots_dir / f"shot_{index:03d}.provenance.json")
+        return ShotPlan(
+            index,
+            scene,
+            shot,
+            location,
+            result,
+            memory,
+            overrides,
+            seed,
+            input_hash,
+            shots_dir / f"shot_{index:03d}.mp4",
+            shots_dir / f"shot_{index:03d}.provenance.json",
+        )
 
-    def _hash_inputs(self, story: StoryScript, index: int, location: Optional[str], seed: int,
-                     result: RetrievalResult, overrides: Sequence[ConsentOverride], previous_hash: str) -> dict[str, Any]:
+    def _hash_inputs(
+        self,
+        story: StoryScript,
+        index: int,
+        location: str | None,
+        seed: int,
+        result: RetrievalResult,
+        overrides: Sequence[ConsentOverride],
+        previous_hash: str,
+    ) -> dict[str, Any]:
         """What, besides the script entry, determines a shot (and so enters its input hash)."""
         return {
             "previous": previous_hash,
@@ -220,7 +262,11 @@ class StoryRunner:
             "generator": self.config.generator,
             "generator_options": self.config.generator_options,
             # other weights make other shots; absent without weights so earlier hashes still hold
-            **({"weights": [self.config.model, self.config.adapter]} if self.config.model or self.config.adapter else {}),
+            **(
+                {"weights": [self.config.model, self.config.adapter]}
+                if self.config.model or self.config.adapter
+                else {}
+            ),
             "size": [self.config.width, self.config.height, self.config.fps],
             "seed": seed,
             "retrieved": [(h.entity.id, [r.id for r in h.references]) for h in result.hits],
@@ -234,8 +280,18 @@ class StoryRunner:
     def resume(self, story: StoryScript, plan: ShotPlan) -> ShotRun:
         """A shot already made with these inputs: report what it wrote, make nothing."""
         keyframes = self.library.keyframes(story.id, at=plan.index, with_vectors=False)
-        return ShotRun(plan.index, plan.scene.index, plan.shot.prompt, plan.input_hash, plan.video, plan.result,
-                       plan.memory, keyframes, plan.provenance, skipped=True)
+        return ShotRun(
+            plan.index,
+            plan.scene.index,
+            plan.shot.prompt,
+            plan.input_hash,
+            plan.video,
+            plan.result,
+            plan.memory,
+            keyframes,
+            plan.provenance,
+            skipped=True,
+        )
 
     def make(self, story: StoryScript, plan: ShotPlan, writer: KeyframeWriter, started: float) -> ShotRun:
         """Generate the shot, write its MP4 and keyframes, then its provenance and, last, its record."""
@@ -259,8 +315,19 @@ class StoryRunner:
         timings["keyframes"] = time.perf_counter() - t
         write_provenance(plan.provenance, self._provenance(story, plan, keyframes, output, conditioning, timings))
         self._record(story.id, plan)
-        return ShotRun(plan.index, plan.scene.index, plan.shot.prompt, plan.input_hash, plan.video, plan.result,
-                       plan.memory, keyframes, plan.provenance, seconds=time.perf_counter() - started, frames=frames)
+        return ShotRun(
+            plan.index,
+            plan.scene.index,
+            plan.shot.prompt,
+            plan.input_hash,
+            plan.video,
+            plan.result,
+            plan.memory,
+            keyframes,
+            plan.provenance,
+            seconds=time.perf_counter() - started,
+            frames=frames,
+        )
 
     # --- pieces -------------------------------------------------------------------------------
     def _shot_spec(self, story: StoryScript, plan: ShotPlan) -> Any:
@@ -268,8 +335,14 @@ class StoryRunner:
 
         num_frames = max(1, int(round(plan.shot.duration * self.config.fps)))
         return ShotSpec(
-            prompt=plan.shot.prompt, num_frames=num_frames, width=self.config.width, height=self.config.height,
-            fps=self.config.fps, seed=plan.seed, shot_index=plan.index, story_id=story.id,
+            prompt=plan.shot.prompt,
+            num_frames=num_frames,
+            width=self.config.width,
+            height=self.config.height,
+            fps=self.config.fps,
+            seed=plan.seed,
+            shot_index=plan.index,
+            story_id=story.id,
         )
 
     def _select_memory(self, story_id: str, index: int, result: RetrievalResult) -> list[tuple[MemoryFrame, str]]:
@@ -278,46 +351,82 @@ class StoryRunner:
         refs = self.library.keyframes(story_id, before=index, with_vectors=False)
         location = result.location
         chosen = select_memory(
-            self.config.memory_policy, group_frames(refs),
+            self.config.memory_policy,
+            group_frames(refs),
             entity_ids=[h.entity.id for h in result.hits],
             location_id=location.entity.id if location else None,
             names={h.entity.id: h.entity.name for h in result.hits},
             budget=self.config.memory_budget,
         )
         loaded = {r.id: r for r in self.library.references(ids=[f.reference.id for f, _ in chosen], with_images=True)}
-        return [(dataclasses.replace(f, references=(loaded[f.reference.id], *f.references[1:])), why)
-                for f, why in chosen if f.reference.id in loaded]
+        return [
+            (dataclasses.replace(f, references=(loaded[f.reference.id], *f.references[1:])), why)
+            for f, why in chosen
+            if f.reference.id in loaded
+        ]
 
     def _forget_shot(self, story_id: str, index: int) -> None:
         """Remove what an earlier (crashed or changed) run left for this shot."""
         self.library.remove_references([r.id for r in self.library.keyframes(story_id, at=index, with_vectors=False)])
         self.library.shots.forget(story_id, index)
 
-    def _provenance(self, story: StoryScript, plan: ShotPlan, keyframes: list[Reference], output: Any,
-                    conditioning: Any, timings: dict[str, float]) -> Any:
+    def _provenance(
+        self,
+        story: StoryScript,
+        plan: ShotPlan,
+        keyframes: list[Reference],
+        output: Any,
+        conditioning: Any,
+        timings: dict[str, float],
+    ) -> Any:
         from .provenance import ConsentOverride as ManifestOverride
         from .provenance import ShotManifest, output_file, uses_from_retrieval
 
         notes = []
         if keyframes:
-            notes.append(f"{len(keyframes)} keyframe reference(s) written back: " + ", ".join(sorted({k.entity_id[:8] for k in keyframes})))
+            notes.append(
+                f"{len(keyframes)} keyframe reference(s) written back: "
+                + ", ".join(sorted({k.entity_id[:8] for k in keyframes}))
+            )
         return ShotManifest(
-            story_id=story.id, shot_index=plan.index, scene_index=plan.scene.index, shot_in_scene=plan.shot.index,
-            input_hash=plan.input_hash, prompt=plan.shot.prompt, enriched_prompt=getattr(conditioning, "prompt", None),
-            generator=self.config.generator, model_id=(getattr(output, "metadata", None) or {}).get("model_id")
-            or getattr(self._generator(), "model_id", None), seed=plan.seed,
+            story_id=story.id,
+            shot_index=plan.index,
+            scene_index=plan.scene.index,
+            shot_in_scene=plan.shot.index,
+            input_hash=plan.input_hash,
+            prompt=plan.shot.prompt,
+            enriched_prompt=getattr(conditioning, "prompt", None),
+            generator=self.config.generator,
+            model_id=(getattr(output, "metadata", None) or {}).get("model_id")
+            or getattr(self._generator(), "model_id", None),
+            seed=plan.seed,
             **uses_from_retrieval(plan.result),
-            consent_overrides=[ManifestOverride(entity_id=o.entity_id, name=o.name,
-                                               reason=f"{o.reason}; overridden by the run at {o.overridden_at.isoformat()}")
-                               for o in plan.overrides],
+            consent_overrides=[
+                ManifestOverride(
+                    entity_id=o.entity_id,
+                    name=o.name,
+                    reason=f"{o.reason}; overridden by the run at {o.overridden_at.isoformat()}",
+                )
+                for o in plan.overrides
+            ],
             outputs=[output_file(plan.video, base_dir=plan.video.parent)],
-            timings={k: round(v, 4) for k, v in timings.items()}, notes=notes,
+            timings={k: round(v, 4) for k, v in timings.items()},
+            notes=notes,
         )
 
     def _record(self, story_id: str, plan: ShotPlan) -> None:
-        self.library.shots.add(ShotRecord(
-            story_id=story_id, shot_index=plan.index, library=self.library.name, input_hash=plan.input_hash,
-            prompt=plan.shot.prompt, generator=self.config.generator, seed=plan.seed,
-            retrieved=[h.entity.id for h in plan.result.hits], memory=[r.id for r in plan.result.memory],
-            output=str(plan.video), provenance=plan.provenance.read_text(),
-        ))
+        self.library.shots.add(
+            ShotRecord(
+                story_id=story_id,
+                shot_index=plan.index,
+                library=self.library.name,
+                input_hash=plan.input_hash,
+                prompt=plan.shot.prompt,
+                generator=self.config.generator,
+                seed=plan.seed,
+                retrieved=[h.entity.id for h in plan.result.hits],
+                memory=[r.id for r in plan.result.memory],
+                output=str(plan.video),
+                provenance=plan.provenance.read_text(),
+            )
+        )

@@ -17,6 +17,7 @@ Numbering: ``Scene.index`` and ``Shot.index`` are 1-based, as people count them 
 messages print them ("scene 2, shot 3"); ``Shot.index`` counts within its scene. The global shot
 index that :meth:`StoryScript.iter_shots` yields is 0-based, the position in the whole story.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -232,7 +233,9 @@ def _from_native(data: dict[str, Any], default_id: str) -> StoryScript:
         raise ScriptError("'scenes' is missing; a story script needs a list of scenes of shots")
     if not isinstance(scenes_raw, list):
         raise ScriptError(f"'scenes' must be a list, got {type(scenes_raw).__name__}")
-    _check_count(sum(len(s.get("shots") or []) for s in scenes_raw if isinstance(s, dict) and isinstance(s.get("shots"), list)))
+    _check_count(
+        sum(len(s.get("shots") or []) for s in scenes_raw if isinstance(s, dict) and isinstance(s.get("shots"), list))
+    )
 
     cast: list[CastMember] = []
     cast_raw = data.get("cast") or []
@@ -313,7 +316,11 @@ def _from_st_bench(data: dict[str, Any], default_id: str) -> StoryScript:
     if not isinstance(scenes_raw, list):
         raise ScriptError("ST-Bench script: 'scenes' must be a list")
     _check_count(
-        sum(len(s["video_prompts"]) for s in scenes_raw if isinstance(s, dict) and isinstance(s.get("video_prompts"), list))
+        sum(
+            len(s["video_prompts"])
+            for s in scenes_raw
+            if isinstance(s, dict) and isinstance(s.get("video_prompts"), list)
+        )
     )
     scenes: list[Scene] = []
     for s_pos, s_raw in enumerate(scenes_raw, 1):
@@ -340,9 +347,7 @@ def _from_st_bench(data: dict[str, Any], default_id: str) -> StoryScript:
                 raise _error(scene_no, shot_no, f"'cut' must be true or false, got {cut!r}")
             first = firsts[i] if i < len(firsts) else None
             shots.append(
-                _build_shot(
-                    {"prompt": prompt, "cut": cut, "first_frame_prompt": first or None}, scene_no, shot_no
-                )
+                _build_shot({"prompt": prompt, "cut": cut, "first_frame_prompt": first or None}, scene_no, shot_no)
             )
         scenes.append(Scene(index=scene_no, shots=shots))
     return _finish(
@@ -423,7 +428,9 @@ def _from_vistorybench(
         raise ScriptError("ViStoryBench script: 'Shots' must be a list")
     _check_count(len(shots_raw))
     if isinstance(chars_raw, list):  # some exports list characters instead of keying them
-        chars_raw = {str(c.get("name") or c.get("name_en") or i): c for i, c in enumerate(chars_raw) if isinstance(c, dict)}
+        chars_raw = {
+            str(c.get("name") or c.get("name_en") or i): c for i, c in enumerate(chars_raw) if isinstance(c, dict)
+        }
     if not isinstance(chars_raw, dict):
         raise ScriptError("ViStoryBench script: 'Characters' must be a mapping of name to character")
 

@@ -6,6 +6,7 @@ lost. Where the FFmpeg build has no libx264 the MPEG-4 Part 2 encoder (always bu
 Files are written to a temporary name and moved into place, so a crash never leaves a half MP4
 that a resumed run would take as done.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,9 @@ def _av() -> Any:
     try:
         import av
     except ImportError:
-        raise MissingExtraError("'av' (PyAV) is not installed; install the extra: pip install 'continuity[video]'") from None
+        raise MissingExtraError(
+            "'av' (PyAV) is not installed; install the extra: pip install 'continuity[video]'"
+        ) from None
     return av
 
 
@@ -40,7 +43,9 @@ def available_codec(preferred: str | None = None) -> str:
             return name
         except Exception:  # UnknownCodecError, or a decoder-only build of that codec
             continue
-    raise InvalidInputError(f"no video encoder found among {', '.join(PREFERRED_CODECS)}; install an FFmpeg build with one")
+    raise InvalidInputError(
+        f"no video encoder found among {', '.join(PREFERRED_CODECS)}; install an FFmpeg build with one"
+    )
 
 
 def _check_frame(frame: Any, i: int) -> np.ndarray:
@@ -100,7 +105,9 @@ class _Writer:
         if self.stream is None:
             self._open_stream(w, h)
         elif (w, h) != self.size:
-            raise InvalidInputError(f"frame {self.count}: size {w}x{h} differs from the first frame's {self.size[0]}x{self.size[1]}")
+            raise InvalidInputError(
+                f"frame {self.count}: size {w}x{h} differs from the first frame's {self.size[0]}x{self.size[1]}"
+            )
         vf = self.av.VideoFrame.from_ndarray(arr, format="rgb24")
         for packet in self.stream.encode(vf):
             self.container.mux(packet)

@@ -3,6 +3,7 @@
 Importing this package imports no torch or diffusers: adapters that need them import them when
 built, and say which extra to install (``continuity[diffusers]``) when they are missing.
 """
+
 from __future__ import annotations
 
 from .base import ConditionedEntity, Conditioning, GeneratorAdapter, ShotOutput, ShotSpec

@@ -4,6 +4,7 @@ Calling conventions differ between image pipelines (SD, SDXL: one picture) and v
 (AnimateDiff, Wan: ``num_frames``); ``call_pipeline`` hides that and always returns uint8 frames
 of the shot's size and length.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -67,14 +68,27 @@ def size_multiple(pipeline: Any) -> int:
     return int(spatial)
 
 
-def call_pipeline(pipeline: Any, shot: ShotSpec, seed: int, *, prompt: str, negative_prompt: str = "",
-                  num_inference_steps: int = 25, guidance_scale: float | None = None,
-                  **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+def call_pipeline(
+    pipeline: Any,
+    shot: ShotSpec,
+    seed: int,
+    *,
+    prompt: str,
+    negative_prompt: str = "",
+    num_inference_steps: int = 25,
+    guidance_scale: float | None = None,
+    **kwargs: Any,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Run a diffusers pipeline for ``shot``; returns (uint8 T x H x W x 3 frames, facts for metadata)."""
     width, height = pipeline_size(shot, size_multiple(pipeline))
-    call: dict[str, Any] = {"prompt": prompt, "height": height, "width": width,
-                            "num_inference_steps": num_inference_steps,
-                            "generator": torch_generator(pipeline, seed), "output_type": "np"}
+    call: dict[str, Any] = {
+        "prompt": prompt,
+        "height": height,
+        "width": width,
+        "num_inference_steps": num_inference_steps,
+        "generator": torch_generator(pipeline, seed),
+        "output_type": "np",
+    }
     if negative_prompt:
         call["negative_prompt"] = negative_prompt
     if guidance_scale is not None:
@@ -92,8 +106,13 @@ def call_pipeline(pipeline: Any, shot: ShotSpec, seed: int, *, prompt: str, nega
     frames = to_uint8_frames(raw)
     produced = len(frames)
     frames = fit_frames(resize_frames(frames, shot.width, shot.height), shot.num_frames)
-    return frames, {"pipeline": type(pipeline).__name__, "render_size": [width, height],
-                    "frames_rendered": produced, "steps": num_inference_steps, "video": video}
+    return frames, {
+        "pipeline": type(pipeline).__name__,
+        "render_size": [width, height],
+        "frames_rendered": produced,
+        "steps": num_inference_steps,
+        "video": video,
+    }
 
 
 def _valid_num_frames(pipeline: Any, num_frames: int) -> int:
@@ -120,8 +139,9 @@ def load_pipeline(class_name: str, model_id_or_folder: str, *, allow_download: b
     local = Path(str(model_id_or_folder)).expanduser()
     looked = str(local) if local.exists() else f"{model_id_or_folder!r} in the local Hugging Face cache"
     try:
-        return cls.from_pretrained(str(local) if local.exists() else model_id_or_folder,
-                                   local_files_only=not allow_download, **kwargs)
+        return cls.from_pretrained(
+            str(local) if local.exists() else model_id_or_folder, local_files_only=not allow_download, **kwargs
+        )
     except (OSError, ValueError) as err:
         raise MissingWeightsError(
             f"weights for {class_name} not found: looked at {looked}; download them where there is network "

@@ -6,6 +6,7 @@ left-to-right in cast order with a name label, a slow Ken-Burns pan/zoom over th
 prompt as a caption bar, and a strip of the memory keyframes the shot remembers. Only PIL and
 numpy; the same inputs and seed give byte-identical frames.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -83,8 +84,15 @@ def vignette(img: np.ndarray, strength: float = 0.35) -> np.ndarray:
     return np.clip(img.astype(np.float32) * falloff[..., None], 0, 255)
 
 
-def rounded_card(image: Image.Image, width: int, height: int, *, radius: int, border: int,
-                 border_color: tuple[int, int, int] = (245, 245, 240)) -> Image.Image:
+def rounded_card(
+    image: Image.Image,
+    width: int,
+    height: int,
+    *,
+    radius: int,
+    border: int,
+    border_color: tuple[int, int, int] = (245, 245, 240),
+) -> Image.Image:
     """An RGBA card: the image cover-fit inside a light border with rounded corners."""
     card = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     mask = Image.new("L", (width, height), 0)
@@ -113,8 +121,16 @@ def paste_with_shadow(canvas: Image.Image, card: Image.Image, xy: tuple[int, int
     canvas.alpha_composite(card, (x, y))
 
 
-def pill(draw: ImageDraw.ImageDraw, centre_x: int, top: int, text: str, fnt: Any, *,
-         fill: tuple[int, ...] = (20, 20, 24, 200), color: tuple[int, ...] = (250, 250, 250, 255)) -> None:
+def pill(
+    draw: ImageDraw.ImageDraw,
+    centre_x: int,
+    top: int,
+    text: str,
+    fnt: Any,
+    *,
+    fill: tuple[int, ...] = (20, 20, 24, 200),
+    color: tuple[int, ...] = (250, 250, 250, 255),
+) -> None:
     """A rounded label centred at ``centre_x`` whose top edge is ``top``."""
     x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=fnt)
     tw, th = x1 - x0, y1 - y0
@@ -156,8 +172,16 @@ class AnimaticGenerator(GeneratorAdapter):
 
     name = "animatic"
 
-    def __init__(self, *, zoom: float = 1.08, max_characters: int = 5, show_memory: bool = True,
-                 show_caption: bool = True, max_memory_thumbs: int = 5, caption_lines: int = 2):
+    def __init__(
+        self,
+        *,
+        zoom: float = 1.08,
+        max_characters: int = 5,
+        show_memory: bool = True,
+        show_caption: bool = True,
+        max_memory_thumbs: int = 5,
+        caption_lines: int = 2,
+    ):
         self.zoom = float(zoom)
         self.max_characters = int(max_characters)
         self.show_memory = bool(show_memory)
@@ -178,22 +202,40 @@ class AnimaticGenerator(GeneratorAdapter):
         location = result.location
         if location is not None:
             ref = next((r for r in location.references if r.image is not None), None)
-            entities.append(ConditionedEntity(location.entity.name, location.entity.id, "location",
-                                              (ref.id,) if ref else (), description=location.entity.description))
+            entities.append(
+                ConditionedEntity(
+                    location.entity.name,
+                    location.entity.id,
+                    "location",
+                    (ref.id,) if ref else (),
+                    description=location.entity.description,
+                )
+            )
             if ref is not None:
                 images["background"] = reference_image(ref)
-        for hit, region in zip(chars, regions):
+        for hit, region in zip(chars, regions, strict=False):
             ref = next((r for r in hit.references if r.image is not None), None)
-            entities.append(ConditionedEntity(hit.entity.name, hit.entity.id, "character",
-                                              (ref.id,) if ref else (), region=region,
-                                              description=hit.entity.description))
+            entities.append(
+                ConditionedEntity(
+                    hit.entity.name,
+                    hit.entity.id,
+                    "character",
+                    (ref.id,) if ref else (),
+                    region=region,
+                    description=hit.entity.description,
+                )
+            )
             if ref is not None:
                 images[f"character:{hit.entity.id}"] = face_crop(ref)
         memory = [r for r in result.memory if r.image is not None][: self.max_memory_thumbs]
         for r in memory:
             images[f"memory:{r.id}"] = reference_image(r)
         return Conditioning(
-            self.name, shot.prompt, shot.negative_prompt, entities=entities, images=images,
+            self.name,
+            shot.prompt,
+            shot.negative_prompt,
+            entities=entities,
+            images=images,
             memory_ids=[r.id for r in memory],
             options={"zoom": self.zoom, "explicit_regions": bool(shot.regions)},
         )
@@ -209,8 +251,9 @@ class AnimaticGenerator(GeneratorAdapter):
         frames = self._ken_burns(scene, overlay, shot, rng)
         return ShotOutput(frames, shot.fps, self.metadata(shot, conditioning, seed, size=[shot.width, shot.height]))
 
-    def _scene(self, cond: Conditioning, width: int, height: int, rng: np.random.Generator,
-               explicit: bool) -> Image.Image:
+    def _scene(
+        self, cond: Conditioning, width: int, height: int, rng: np.random.Generator, explicit: bool
+    ) -> Image.Image:
         bg = cond.images.get("background")
         if bg is not None:
             canvas = Image.fromarray(vignette(np.asarray(cover(bg, width, height)), 0.25).astype(np.uint8))
@@ -278,7 +321,9 @@ class AnimaticGenerator(GeneratorAdapter):
             # the label sits left of the strip, not under it, where it would cover the cards
             x0, y0, x1, y1 = draw.textbbox((0, 0), "memory", font=small)
             lx, ly = x + tw - (x1 - x0) - 8, 8 + (th - (y1 - y0)) // 2
-            draw.rounded_rectangle((lx - 5, ly - 3, lx + (x1 - x0) + 5, ly + (y1 - y0) + 5), radius=4, fill=(0, 0, 0, 150))
+            draw.rounded_rectangle(
+                (lx - 5, ly - 3, lx + (x1 - x0) + 5, ly + (y1 - y0) + 5), radius=4, fill=(0, 0, 0, 150)
+            )
             draw.text((lx - x0, ly - y0 + 1), "memory", font=small, fill=(255, 255, 255, 220))
         if self.show_caption and cond.prompt:
             cap = font(max(10, h // 22))
@@ -296,8 +341,9 @@ class AnimaticGenerator(GeneratorAdapter):
                 y += line_h
         return layer
 
-    def _ken_burns(self, scene: Image.Image, overlay: Image.Image, shot: ShotSpec,
-                   rng: np.random.Generator) -> np.ndarray:
+    def _ken_burns(
+        self, scene: Image.Image, overlay: Image.Image, shot: ShotSpec, rng: np.random.Generator
+    ) -> np.ndarray:
         """Crop a window that slides and zooms across the scene; direction drawn from the seed."""
         sw, sh = scene.size
         w, h = shot.width, shot.height

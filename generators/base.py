@@ -5,6 +5,7 @@ crop, encode, cache) and ``generate`` only runs the backbone, so a shot can be r
 another seed without touching the encoders, and a test can inspect what was chosen before any
 pixels exist. This module imports no torch.
 """
+
 from __future__ import annotations
 
 import abc
@@ -100,8 +101,14 @@ class Conditioning:
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
             "entities": [
-                {"name": e.name, "entity_id": e.entity_id, "kind": e.kind, "references": list(e.reference_ids),
-                 "scale": e.scale, "region": list(e.region) if e.region else None}
+                {
+                    "name": e.name,
+                    "entity_id": e.entity_id,
+                    "kind": e.kind,
+                    "references": list(e.reference_ids),
+                    "scale": e.scale,
+                    "region": list(e.region) if e.region else None,
+                }
                 for e in self.entities
             ],
             "tensors": {k: _shape_of(v) for k, v in self.tensors.items()},
@@ -153,14 +160,20 @@ class GeneratorAdapter(abc.ABC):
         return self.generate(shot, self.prepare(shot, result), shot.seed if seed is None else seed)
 
     def metadata(self, shot: ShotSpec, conditioning: Conditioning, seed: int, **extra: Any) -> dict[str, Any]:
-        return {"generator": self.name, "model": self.model_id, "seed": int(seed),
-                "conditioning": conditioning.summary(), **extra}
+        return {
+            "generator": self.name,
+            "model": self.model_id,
+            "seed": int(seed),
+            "conditioning": conditioning.summary(),
+            **extra,
+        }
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, model={self.model_id!r})"
 
 
 # --- helpers shared by adapters ------------------------------------------------------------------
+
 
 def require_diffusers() -> None:
     """Raise MissingExtraError naming ``continuity[diffusers]`` when torch or diffusers is absent."""
@@ -201,9 +214,7 @@ def auto_regions(count: int, *, overlap: float = 0.0) -> list[Box]:
     if count <= 0:
         return []
     width = 1.0 / count
-    return [
-        (max(0.0, i * width - overlap), 0.0, min(1.0, (i + 1) * width + overlap), 1.0) for i in range(count)
-    ]
+    return [(max(0.0, i * width - overlap), 0.0, min(1.0, (i + 1) * width + overlap), 1.0) for i in range(count)]
 
 
 def regions_for(shot: ShotSpec, hits: Sequence[Hit]) -> list[Box]:
@@ -211,7 +222,7 @@ def regions_for(shot: ShotSpec, hits: Sequence[Hit]) -> list[Box]:
     auto = auto_regions(len(hits))
     given = {k.casefold(): check_box(v, f"region of {k!r}") for k, v in (shot.regions or {}).items()}
     out = []
-    for hit, fallback in zip(hits, auto):
+    for hit, fallback in zip(hits, auto, strict=False):
         box = next((given[n.casefold()] for n in hit.entity.names if n.casefold() in given), None)
         out.append(box or fallback)
     return out
@@ -221,7 +232,7 @@ def region_masks(boxes: Sequence[Box], width: int, height: int) -> np.ndarray:
     """Binary (N, H, W) float32 masks of normalized boxes."""
     masks = np.zeros((len(boxes), height, width), dtype=np.float32)
     for i, (x0, y0, x1, y1) in enumerate(boxes):
-        masks[i, round(y0 * height):round(y1 * height), round(x0 * width):round(x1 * width)] = 1.0
+        masks[i, round(y0 * height) : round(y1 * height), round(x0 * width) : round(x1 * width)] = 1.0
     return masks
 
 
@@ -234,8 +245,9 @@ def reference_image(ref: Reference) -> Image.Image:
     return ref.pil()
 
 
-def face_crop(ref: Reference, image: Image.Image | None = None, *, margin: float = 0.6,
-              aspect: float = 0.75) -> Image.Image:
+def face_crop(
+    ref: Reference, image: Image.Image | None = None, *, margin: float = 0.6, aspect: float = 0.75
+) -> Image.Image:
     """The face region of a reference (box grown by ``margin``, at ``aspect`` w/h), else a centred crop."""
     image = image if image is not None else reference_image(ref)
     w, h = image.size
@@ -260,8 +272,13 @@ def face_crop(ref: Reference, image: Image.Image | None = None, *, margin: float
 
 def to_uint8_frames(frames: Any) -> np.ndarray:
     """Pipeline output (float [0,1] or uint8; (T,H,W,3), (1,T,H,W,3), PIL list) -> uint8 (T,H,W,3)."""
-    if isinstance(frames, (list, tuple)) and frames and not isinstance(frames[0], np.ndarray) \
-            and hasattr(frames[0], "size") and hasattr(frames[0], "mode"):
+    if (
+        isinstance(frames, (list, tuple))
+        and frames
+        and not isinstance(frames[0], np.ndarray)
+        and hasattr(frames[0], "size")
+        and hasattr(frames[0], "mode")
+    ):
         frames = np.stack([np.asarray(f.convert("RGB")) for f in frames])
     if hasattr(frames, "detach"):
         frames = frames.detach().float().cpu().numpy()
@@ -281,8 +298,11 @@ def fit_frames(frames: np.ndarray, num_frames: int) -> np.ndarray:
     """Exactly ``num_frames`` frames: a still image is held, a longer clip is sampled evenly."""
     if len(frames) == num_frames:
         return frames
-    idx = np.linspace(0, len(frames) - 1, num_frames).round().astype(int) if len(frames) > 1 \
+    idx = (
+        np.linspace(0, len(frames) - 1, num_frames).round().astype(int)
+        if len(frames) > 1
         else np.zeros(num_frames, dtype=int)
+    )
     return frames[idx]
 
 

@@ -7,6 +7,7 @@ image embedding, so there is nothing to encode at all: ``prepare`` reads
 Real FaceID checkpoints also carry LoRA weights for the UNet; diffusers applies them on load
 (it needs peft).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -55,8 +56,9 @@ class FaceIDGenerator(IPAdapterGenerator):
 
     name = "faceid"
 
-    def __init__(self, pipeline: Any = None, *, face_column: str = "face_arcface", normalize: bool = False,
-                 **kwargs: Any):
+    def __init__(
+        self, pipeline: Any = None, *, face_column: str = "face_arcface", normalize: bool = False, **kwargs: Any
+    ):
         kwargs.setdefault("weight_name", "ip-adapter-faceid_sd15.bin")
         kwargs.pop("encoder", None)
         kwargs.pop("token_cache", None)  # stored vectors are their own cache
@@ -65,14 +67,28 @@ class FaceIDGenerator(IPAdapterGenerator):
         super().__init__(pipeline, encoder=StoredFaceVectors(face_column, normalize), **kwargs)
 
     @classmethod
-    def from_pretrained(cls, model_id_or_folder: str, adapter: str, *, pipeline_class: str = "StableDiffusionPipeline",
-                        weight_name: str = "ip-adapter-faceid_sd15.bin", subfolder: str = "",
-                        allow_download: bool = False, **kwargs: Any) -> FaceIDGenerator:
+    def from_pretrained(
+        cls,
+        model_id_or_folder: str,
+        adapter: str,
+        *,
+        pipeline_class: str = "StableDiffusionPipeline",
+        weight_name: str = "ip-adapter-faceid_sd15.bin",
+        subfolder: str = "",
+        allow_download: bool = False,
+        **kwargs: Any,
+    ) -> FaceIDGenerator:
         from ._diffusers import load_pipeline
 
         pipe = load_pipeline(pipeline_class, model_id_or_folder, allow_download=allow_download)
-        return cls(pipe, adapter=adapter, weight_name=weight_name, subfolder=subfolder,
-                   model_id=str(model_id_or_folder), **kwargs)
+        return cls(
+            pipe,
+            adapter=adapter,
+            weight_name=weight_name,
+            subfolder=subfolder,
+            model_id=str(model_id_or_folder),
+            **kwargs,
+        )
 
     def _entities(self, result: Any) -> list[Any]:
         return ordered_characters(result)[: self.max_entities]

@@ -6,6 +6,7 @@ the pipeline as ``ip_adapter_image_embeds``, so ``generate`` never runs the imag
 two or more entities (or regions in the shot) every entity gets a mask, from the shot's regions or
 a left-to-right layout, applied through diffusers' ``IPAdapterMaskProcessor`` and a per-image scale.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,8 +40,15 @@ class HFImageEncoder:
     ``layer="penultimate"`` gives the penultimate hidden states Plus adapters read (N x S x H).
     """
 
-    def __init__(self, model: Any, processor: Any = None, *, layer: str = "image_embeds",
-                 model_path: str | None = None, batch_size: int = 16):
+    def __init__(
+        self,
+        model: Any,
+        processor: Any = None,
+        *,
+        layer: str = "image_embeds",
+        model_path: str | None = None,
+        batch_size: int = 16,
+    ):
         require_diffusers()
         if layer not in LAYERS:
             raise InvalidInputError(f"layer must be one of {LAYERS}, got {layer!r}")
@@ -64,8 +72,9 @@ class HFImageEncoder:
         self._negative: np.ndarray | None = None
 
     @classmethod
-    def from_pretrained(cls, folder: str, *, layer: str = "image_embeds", subfolder: str | None = None,
-                        **kwargs: Any) -> HFImageEncoder:
+    def from_pretrained(
+        cls, folder: str, *, layer: str = "image_embeds", subfolder: str | None = None, **kwargs: Any
+    ) -> HFImageEncoder:
         require_diffusers()
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
@@ -95,8 +104,9 @@ class HFImageEncoder:
         dtype = next(self.model.parameters()).dtype
         with torch.no_grad():
             for i in range(0, len(images), self.batch_size):
-                pixels = self.processor([im.convert("RGB") for im in images[i:i + self.batch_size]],
-                                        return_tensors="pt").pixel_values.to(device=device, dtype=dtype)
+                pixels = self.processor(
+                    [im.convert("RGB") for im in images[i : i + self.batch_size]], return_tensors="pt"
+                ).pixel_values.to(device=device, dtype=dtype)
                 outs.append(self._forward(pixels).float().cpu().numpy())
         return np.concatenate(outs, axis=0)
 
@@ -125,8 +135,9 @@ def ip_adapter_loaded(pipeline: Any) -> bool:
 def load_adapter(pipeline: Any, adapter: Any, *, subfolder: str = "", weight_name: str | None = None) -> None:
     """``pipeline.load_ip_adapter`` from a folder (or file) or a state dict; no image encoder is loaded."""
     if isinstance(adapter, Mapping):
-        pipeline.load_ip_adapter(dict(adapter), subfolder=subfolder, weight_name=weight_name or "",
-                                 image_encoder_folder=None)
+        pipeline.load_ip_adapter(
+            dict(adapter), subfolder=subfolder, weight_name=weight_name or "", image_encoder_folder=None
+        )
         return
     path = Path(str(adapter)).expanduser()
     if path.is_file():
@@ -151,11 +162,24 @@ class IPAdapterGenerator(GeneratorAdapter):
 
     name = "ip-adapter"
 
-    def __init__(self, pipeline: Any = None, *, encoder: Any = None, token_cache: Any = None, adapter: Any = None,
-                 subfolder: str = "", weight_name: str | None = None, scale: float = 0.6,
-                 scales: Mapping[str, float] | None = None, include_location: bool = False,
-                 max_entities: int = 4, use_masks: bool | None = None, num_inference_steps: int = 25,
-                 guidance_scale: float | None = None, model_id: str | None = None):
+    def __init__(
+        self,
+        pipeline: Any = None,
+        *,
+        encoder: Any = None,
+        token_cache: Any = None,
+        adapter: Any = None,
+        subfolder: str = "",
+        weight_name: str | None = None,
+        scale: float = 0.6,
+        scales: Mapping[str, float] | None = None,
+        include_location: bool = False,
+        max_entities: int = 4,
+        use_masks: bool | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float | None = None,
+        model_id: str | None = None,
+    ):
         if pipeline is None:
             raise InvalidInputError(
                 f"{self.name} needs a diffusers pipeline with IPAdapterMixin; got none "
@@ -163,7 +187,9 @@ class IPAdapterGenerator(GeneratorAdapter):
             )
         require_diffusers()
         if not hasattr(pipeline, "load_ip_adapter"):
-            raise InvalidInputError(f"{type(pipeline).__name__} has no load_ip_adapter; expected an IPAdapterMixin pipeline")
+            raise InvalidInputError(
+                f"{type(pipeline).__name__} has no load_ip_adapter; expected an IPAdapterMixin pipeline"
+            )
         self.pipeline = pipeline
         self.encoder = encoder
         self.token_cache = token_cache
@@ -178,7 +204,9 @@ class IPAdapterGenerator(GeneratorAdapter):
         if adapter is not None:
             load_adapter(pipeline, adapter, subfolder=subfolder, weight_name=weight_name)
         elif not ip_adapter_loaded(pipeline):
-            raise InvalidInputError(f"{type(pipeline).__name__} has no IP-Adapter loaded; pass adapter=FOLDER or a state dict")
+            raise InvalidInputError(
+                f"{type(pipeline).__name__} has no IP-Adapter loaded; pass adapter=FOLDER or a state dict"
+            )
         self._check_encoder()
 
     def _check_encoder(self) -> None:
@@ -186,10 +214,19 @@ class IPAdapterGenerator(GeneratorAdapter):
             raise InvalidInputError("ip-adapter needs an image encoder (encoder=HFImageEncoder(...)); got none")
 
     @classmethod
-    def from_pretrained(cls, model_id_or_folder: str, adapter: str, *, image_encoder: str | None = None,
-                        pipeline_class: str = "StableDiffusionPipeline", layer: str = "image_embeds",
-                        weight_name: str | None = None, subfolder: str = "", allow_download: bool = False,
-                        **kwargs: Any) -> IPAdapterGenerator:
+    def from_pretrained(
+        cls,
+        model_id_or_folder: str,
+        adapter: str,
+        *,
+        image_encoder: str | None = None,
+        pipeline_class: str = "StableDiffusionPipeline",
+        layer: str = "image_embeds",
+        weight_name: str | None = None,
+        subfolder: str = "",
+        allow_download: bool = False,
+        **kwargs: Any,
+    ) -> IPAdapterGenerator:
         """Build the pipeline, load the adapter, and the CLIP image encoder from ``image_encoder``
         (default: ``<adapter>/image_encoder`` or ``<adapter>/models/image_encoder`` as in h94/IP-Adapter)."""
         from ._diffusers import load_pipeline
@@ -197,11 +234,20 @@ class IPAdapterGenerator(GeneratorAdapter):
         pipe = load_pipeline(pipeline_class, model_id_or_folder, allow_download=allow_download)
         root = Path(adapter).expanduser()
         root = root.parent if root.is_file() else root
-        candidates = [Path(image_encoder)] if image_encoder else [root / "image_encoder", root / "models" / "image_encoder"]
+        candidates = (
+            [Path(image_encoder)] if image_encoder else [root / "image_encoder", root / "models" / "image_encoder"]
+        )
         folder = next((c for c in candidates if (c / "config.json").exists()), candidates[0])
         encoder = HFImageEncoder.from_pretrained(str(folder), layer=layer)
-        return cls(pipe, encoder=encoder, adapter=adapter, weight_name=weight_name, subfolder=subfolder,
-                   model_id=str(model_id_or_folder), **kwargs)
+        return cls(
+            pipe,
+            encoder=encoder,
+            adapter=adapter,
+            weight_name=weight_name,
+            subfolder=subfolder,
+            model_id=str(model_id_or_folder),
+            **kwargs,
+        )
 
     @property
     def model_id(self) -> str:
@@ -241,9 +287,16 @@ class IPAdapterGenerator(GeneratorAdapter):
         refs = [r for _, r in chosen]
         boxes = regions_for(shot, hits)
         entities = [
-            ConditionedEntity(h.entity.name, h.entity.id, h.entity.kind, (r.id,),
-                              scale=self._scale_for(h), region=box, description=h.entity.description)
-            for (h, r), box in zip(chosen, boxes)
+            ConditionedEntity(
+                h.entity.name,
+                h.entity.id,
+                h.entity.kind,
+                (r.id,),
+                scale=self._scale_for(h),
+                region=box,
+                description=h.entity.description,
+            )
+            for (h, r), box in zip(chosen, boxes, strict=False)
         ]
         tensors: dict[str, Any] = {}
         if refs:
@@ -257,8 +310,13 @@ class IPAdapterGenerator(GeneratorAdapter):
             w, h = pipeline_size(shot, size_multiple(self.pipeline))
             masks = region_masks(boxes, w, h)
         return Conditioning(
-            self.name, shot.prompt, shot.negative_prompt, entities=entities, tensors=tensors,
-            scales={e.name: e.scale for e in entities}, masks=masks,
+            self.name,
+            shot.prompt,
+            shot.negative_prompt,
+            entities=entities,
+            tensors=tensors,
+            scales={e.name: e.scale for e in entities},
+            masks=masks,
             options={"encoder": getattr(self.encoder, "spec", None), "masked": masks is not None},
         )
 
@@ -319,8 +377,13 @@ class IPAdapterGenerator(GeneratorAdapter):
 
         seed = shot.seed if seed is None else int(seed)
         frames, facts = call_pipeline(
-            self.pipeline, shot, seed, prompt=conditioning.prompt, negative_prompt=conditioning.negative_prompt,
-            num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+            self.pipeline,
+            shot,
+            seed,
+            prompt=conditioning.prompt,
+            negative_prompt=conditioning.negative_prompt,
+            num_inference_steps=self.num_inference_steps,
+            guidance_scale=self.guidance_scale,
             **self._pipeline_kwargs(conditioning),
         )
         return ShotOutput(frames, shot.fps, self.metadata(shot, conditioning, seed, **facts))

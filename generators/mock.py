@@ -1,4 +1,5 @@
 """MockGenerator: the test double. ``fn(shot, conditioning, seed) -> frames`` decides the pixels."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -38,8 +39,9 @@ class MockGenerator(GeneratorAdapter):
             ConditionedEntity(h.entity.name, h.entity.id, h.entity.kind, tuple(r.id for r in h.references))
             for h in result.hits
         ]
-        return Conditioning(self.name, shot.prompt, shot.negative_prompt, entities=entities,
-                            memory_ids=[r.id for r in result.memory])
+        return Conditioning(
+            self.name, shot.prompt, shot.negative_prompt, entities=entities, memory_ids=[r.id for r in result.memory]
+        )
 
     def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         seed = shot.seed if seed is None else seed

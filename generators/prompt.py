@@ -5,6 +5,7 @@ fisherman) argue. Setting: Harbor (a foggy stone harbor)". The text stays within
 CLIP text encoders read only 77 tokens: descriptions are shortened to their first clause, then
 dropped from the lowest-ranked entity up, and the user's own prompt is never cut.
 """
+
 from __future__ import annotations
 
 import re
@@ -64,8 +65,14 @@ def _compose(prompt: str, items: Sequence[tuple[Sequence[str], str, str, str]]) 
     return out
 
 
-def enrich_prompt(prompt: str, hits: Sequence[Any], *, char_budget: int = CLIP_CHAR_BUDGET,
-                  token_count: Callable[[str], int] | None = None, max_tokens: int | None = None) -> str:
+def enrich_prompt(
+    prompt: str,
+    hits: Sequence[Any],
+    *,
+    char_budget: int = CLIP_CHAR_BUDGET,
+    token_count: Callable[[str], int] | None = None,
+    max_tokens: int | None = None,
+) -> str:
     """The prompt with each hit's description after its first mention (or appended), within budget.
 
     ``char_budget`` bounds characters; with ``token_count`` and ``max_tokens`` the real tokenizer
@@ -73,8 +80,7 @@ def enrich_prompt(prompt: str, hits: Sequence[Any], *, char_budget: int = CLIP_C
     """
     if char_budget < 1:
         raise InvalidInputError(f"char_budget must be >= 1, got {char_budget}")
-    items = [(list(h.entity.names), h.entity.name, h.entity.kind, " ".join(h.entity.description.split()))
-             for h in hits]
+    items = [(list(h.entity.names), h.entity.name, h.entity.kind, " ".join(h.entity.description.split())) for h in hits]
 
     def fits(text: str) -> bool:
         if token_count is not None and max_tokens is not None:
@@ -86,7 +92,7 @@ def enrich_prompt(prompt: str, hits: Sequence[Any], *, char_budget: int = CLIP_C
         return text
     items = [(n, d, k, _first_clause(desc)) for n, d, k, desc in items]  # shorten, then drop
     for drop in range(len(items) + 1):
-        kept = items[: len(items) - drop] + [(n, d, k, "") for n, d, k, _ in items[len(items) - drop:]]
+        kept = items[: len(items) - drop] + [(n, d, k, "") for n, d, k, _ in items[len(items) - drop :]]
         text = _compose(prompt, kept)
         if fits(text):
             return text
@@ -102,9 +108,17 @@ class PromptGenerator(GeneratorAdapter):
 
     name = "prompt"
 
-    def __init__(self, pipeline: Any = None, *, char_budget: int = CLIP_CHAR_BUDGET, max_tokens: int | None = None,
-                 num_inference_steps: int = 25, guidance_scale: float | None = None, kinds: Sequence[str] = (
-                     "character", "location", "prop", "style"), model_id: str | None = None):
+    def __init__(
+        self,
+        pipeline: Any = None,
+        *,
+        char_budget: int = CLIP_CHAR_BUDGET,
+        max_tokens: int | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float | None = None,
+        kinds: Sequence[str] = ("character", "location", "prop", "style"),
+        model_id: str | None = None,
+    ):
         self.pipeline = pipeline
         self.char_budget = int(char_budget)
         self.max_tokens = max_tokens
@@ -114,8 +128,14 @@ class PromptGenerator(GeneratorAdapter):
         self._model_id = model_id
 
     @classmethod
-    def from_pretrained(cls, model_id_or_folder: str, *, pipeline_class: str = "DiffusionPipeline",
-                        allow_download: bool = False, **kwargs: Any) -> PromptGenerator:
+    def from_pretrained(
+        cls,
+        model_id_or_folder: str,
+        *,
+        pipeline_class: str = "DiffusionPipeline",
+        allow_download: bool = False,
+        **kwargs: Any,
+    ) -> PromptGenerator:
         from ._diffusers import load_pipeline
 
         pipe = load_pipeline(pipeline_class, model_id_or_folder, allow_download=allow_download)
@@ -144,20 +164,33 @@ class PromptGenerator(GeneratorAdapter):
         hits = [h for h in result.hits if h.entity.kind in self.kinds]
         counter, limit = self._token_counter()
         prompt = enrich_prompt(shot.prompt, hits, char_budget=self.char_budget, token_count=counter, max_tokens=limit)
-        entities = [ConditionedEntity(h.entity.name, h.entity.id, h.entity.kind, description=h.entity.description)
-                    for h in hits]
-        return Conditioning(self.name, prompt, shot.negative_prompt, entities=entities,
-                            options={"original_prompt": shot.prompt, "char_budget": self.char_budget,
-                                     "max_tokens": limit})
+        entities = [
+            ConditionedEntity(h.entity.name, h.entity.id, h.entity.kind, description=h.entity.description) for h in hits
+        ]
+        return Conditioning(
+            self.name,
+            prompt,
+            shot.negative_prompt,
+            entities=entities,
+            options={"original_prompt": shot.prompt, "char_budget": self.char_budget, "max_tokens": limit},
+        )
 
     def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         if self.pipeline is None:
-            raise InvalidInputError("prompt generator has no pipeline; pass PromptGenerator(pipeline) or use from_pretrained")
+            raise InvalidInputError(
+                "prompt generator has no pipeline; pass PromptGenerator(pipeline) or use from_pretrained"
+            )
         require_diffusers()
         from ._diffusers import call_pipeline
 
         seed = shot.seed if seed is None else int(seed)
-        frames, facts = call_pipeline(self.pipeline, shot, seed, prompt=conditioning.prompt,
-                                      negative_prompt=conditioning.negative_prompt,
-                                      num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale)
+        frames, facts = call_pipeline(
+            self.pipeline,
+            shot,
+            seed,
+            prompt=conditioning.prompt,
+            negative_prompt=conditioning.negative_prompt,
+            num_inference_steps=self.num_inference_steps,
+            guidance_scale=self.guidance_scale,
+        )
         return ShotOutput(frames, shot.fps, self.metadata(shot, conditioning, seed, **facts))

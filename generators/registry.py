@@ -8,6 +8,7 @@ looking up names never imports torch; the module is imported only when that gene
 a module that fails to import is a :class:`MissingExtraError` naming the extra, not "unknown".
 Plugins add or override entries with ``@register_generator(name, ...)`` or :func:`add_generator`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -59,23 +60,41 @@ BUILTIN_GENERATORS: tuple[GeneratorEntry, ...] = (
     GeneratorEntry("animatic", "generators.animatic:AnimaticGenerator"),
     GeneratorEntry("mock", "generators.mock:MockGenerator"),
     GeneratorEntry(
-        "prompt", "generators.prompt:PromptGenerator", needs_model=True, extra="diffusers",
+        "prompt",
+        "generators.prompt:PromptGenerator",
+        needs_model=True,
+        extra="diffusers",
         hint="a diffusers text-to-image or text-to-video pipeline folder",
     ),
     GeneratorEntry(
-        "ip-adapter", "generators.ip_adapter:IPAdapterGenerator", adapter="required", needs_model=True,
-        extra="diffusers", hint="an SD 1.5 pipeline folder and h94/IP-Adapter (models/ with image_encoder/)",
+        "ip-adapter",
+        "generators.ip_adapter:IPAdapterGenerator",
+        adapter="required",
+        needs_model=True,
+        extra="diffusers",
+        hint="an SD 1.5 pipeline folder and h94/IP-Adapter (models/ with image_encoder/)",
     ),
     GeneratorEntry(
-        "faceid", "generators.faceid:FaceIDGenerator", adapter="required", needs_model=True,
-        extra="diffusers", hint="an SD 1.5 pipeline folder and h94/IP-Adapter-FaceID",
+        "faceid",
+        "generators.faceid:FaceIDGenerator",
+        adapter="required",
+        needs_model=True,
+        extra="diffusers",
+        hint="an SD 1.5 pipeline folder and h94/IP-Adapter-FaceID",
     ),
     GeneratorEntry(
-        "wan-vace", "generators.wan_vace:WanVACEGenerator", needs_model=True, extra="diffusers",
+        "wan-vace",
+        "generators.wan_vace:WanVACEGenerator",
+        needs_model=True,
+        extra="diffusers",
         hint="Wan-AI/Wan2.1-VACE-1.3B-diffusers",
     ),
     GeneratorEntry(
-        "wan-m2v", "generators.wan_m2v:WanM2VGenerator", adapter="lora", needs_model=True, extra="diffusers",
+        "wan-m2v",
+        "generators.wan_m2v:WanM2VGenerator",
+        adapter="lora",
+        needs_model=True,
+        extra="diffusers",
         hint="Wan-AI/Wan2.2-I2V-A14B-Diffusers (and optionally StoryMem's LoRA as --adapter)",
     ),
 )
@@ -130,9 +149,16 @@ def add_generator(entry: GeneratorEntry) -> GeneratorEntry:
     return entry
 
 
-def register_generator(name: str, *, adapter: AdapterRole | None = None, hint: str = "",
-                       needs_model: bool = False, extra: str | None = None) -> Callable[[T], T]:
+def register_generator(
+    name: str,
+    *,
+    adapter: AdapterRole | None = None,
+    hint: str = "",
+    needs_model: bool = False,
+    extra: str | None = None,
+) -> Callable[[T], T]:
     """Class decorator: make ``get_generator(name)`` build this class (or call this factory)."""
+
     def entry(target: str | GeneratorFactory) -> GeneratorEntry:
         return GeneratorEntry(name, target, adapter=adapter, hint=hint, needs_model=needs_model, extra=extra)
 

@@ -5,6 +5,7 @@ configs with tiny sizes (diffusers' own tests use the same shapes). The pictures
 make are noise; what they prove is wiring, determinism and where conditioning lands.
 Torch and diffusers are imported inside the builders, so importing this module stays light.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,6 +27,7 @@ def mean_abs(a: Any, b: Any) -> float:
 
 # --- in-memory blueprints ----------------------------------------------------------------------
 
+
 def png_bytes(array: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -34,17 +36,34 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def make_reference(entity: Entity, array: np.ndarray, *, face_box: Sequence[float] | None = None,
-                   vectors: dict[str, np.ndarray] | None = None, ref_id: str | None = None,
-                   source: str = "registered", story: str | None = None, shot: int | None = None) -> Reference:
+def make_reference(
+    entity: Entity,
+    array: np.ndarray,
+    *,
+    face_box: Sequence[float] | None = None,
+    vectors: dict[str, np.ndarray] | None = None,
+    ref_id: str | None = None,
+    source: str = "registered",
+    story: str | None = None,
+    shot: int | None = None,
+) -> Reference:
     data = png_bytes(array)
     kwargs: dict[str, Any] = {}
     if ref_id:
         kwargs["id"] = ref_id
     return Reference(
-        entity_id=entity.id, kind=entity.kind, image=data, width=int(array.shape[1]), height=int(array.shape[0]),
-        sha256=hashlib.sha256(data).hexdigest(), face_box=list(face_box) if face_box else None,
-        vectors=dict(vectors or {}), source=source, story=story, shot=shot, **kwargs,
+        entity_id=entity.id,
+        kind=entity.kind,
+        image=data,
+        width=int(array.shape[1]),
+        height=int(array.shape[0]),
+        sha256=hashlib.sha256(data).hexdigest(),
+        face_box=list(face_box) if face_box else None,
+        vectors=dict(vectors or {}),
+        source=source,
+        story=story,
+        shot=shot,
+        **kwargs,
     )
 
 
@@ -71,14 +90,19 @@ def face_box_of(size: tuple[int, int] = (96, 128)) -> list[float]:
     return [w * 0.5 - r, h * 0.35 - r, w * 0.5 + r, h * 0.35 + r]
 
 
-def sample_result(prompt: str = "Aria and Bram argue in the harbor at dusk", *,
-                  characters: Sequence[tuple[str, str, int]] = (
-                      ("Aria", "a red-haired knight with a scar across her cheek", 1),
-                      ("Bram", "a tall old fisherman in a yellow oilskin coat", 2),
-                  ),
-                  location: tuple[str, str, int] | None = ("Harbor", "a foggy stone harbor at dusk", 3),
-                  face_dim: int = 16, memory: int = 0, cast: Sequence[str] | None = None,
-                  story_id: str = "story") -> RetrievalResult:
+def sample_result(
+    prompt: str = "Aria and Bram argue in the harbor at dusk",
+    *,
+    characters: Sequence[tuple[str, str, int]] = (
+        ("Aria", "a red-haired knight with a scar across her cheek", 1),
+        ("Bram", "a tall old fisherman in a yellow oilskin coat", 2),
+    ),
+    location: tuple[str, str, int] | None = ("Harbor", "a foggy stone harbor at dusk", 3),
+    face_dim: int = 16,
+    memory: int = 0,
+    cast: Sequence[str] | None = None,
+    story_id: str = "story",
+) -> RetrievalResult:
     """A RetrievalResult built without a store: one reference per entity, face vectors included."""
     hits = []
     for i, (name, desc, seed) in enumerate(characters):
@@ -96,15 +120,19 @@ def sample_result(prompt: str = "Aria and Bram argue in the harbor at dusk", *,
     if memory:
         anchor = hits[0].entity if hits else Entity(kind="character", name="Nobody")
         for j in range(memory):
-            mem.append(make_reference(anchor, pattern(100 + j, (72, 128), face=False), source="harvested",
-                                      story=story_id, shot=j))
-    query = ShotQuery(prompt=prompt, story_id=story_id, shot_index=len(mem),
-                      cast=tuple(cast) if cast else None)
-    return RetrievalResult(query=query, hits=tuple(hits), memory=tuple(mem),
-                           memory_reasons=tuple("recent" for _ in mem))
+            mem.append(
+                make_reference(
+                    anchor, pattern(100 + j, (72, 128), face=False), source="harvested", story=story_id, shot=j
+                )
+            )
+    query = ShotQuery(prompt=prompt, story_id=story_id, shot_index=len(mem), cast=tuple(cast) if cast else None)
+    return RetrievalResult(
+        query=query, hits=tuple(hits), memory=tuple(mem), memory_reasons=tuple("recent" for _ in mem)
+    )
 
 
 # --- tokenizers built in code -----------------------------------------------------------------
+
 
 def tiny_clip_tokenizer(model_max_length: int = 77):
     """A character-level CLIP BPE tokenizer: every byte-level character is a token (with and
@@ -115,8 +143,9 @@ def tiny_clip_tokenizer(model_max_length: int = 77):
     specials = ["<|startoftext|>", "<|endoftext|>"]
     chars = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {tok: i for i, tok in enumerate(specials + chars + [c + "</w>" for c in chars])}
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length,
-                         unk_token="<|endoftext|>", pad_token="<|endoftext|>")
+    return CLIPTokenizer(
+        vocab=vocab, merges=[], model_max_length=model_max_length, unk_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
 
 
 def tiny_t5_tokenizer(model_max_length: int = 64):
@@ -142,26 +171,60 @@ def tiny_sd_components(seed: int = 0) -> dict[str, Any]:
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=CROSS_DIM, norm_num_groups=4, attention_head_dim=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=CROSS_DIM,
+        norm_num_groups=4,
+        attention_head_dim=4,
     )
     torch.manual_seed(seed)
     vae = AutoencoderKL(
-        block_out_channels=[8, 16], in_channels=3, out_channels=3,
+        block_out_channels=[8, 16],
+        in_channels=3,
+        out_channels=3,
         down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"], latent_channels=4, norm_num_groups=4,
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+        norm_num_groups=4,
     )
     torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=CROSS_DIM, intermediate_size=37,
-        num_attention_heads=4, num_hidden_layers=2, vocab_size=520, max_position_embeddings=77,
-        layer_norm_eps=1e-5,
-    ))
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tiny_clip_tokenizer(),
-            "scheduler": scheduler, "safety_checker": None, "feature_extractor": None, "image_encoder": None}
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            hidden_size=CROSS_DIM,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=520,
+            max_position_embeddings=77,
+            layer_norm_eps=1e-5,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return {
+        "unet": unet,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tiny_clip_tokenizer(),
+        "scheduler": scheduler,
+        "safety_checker": None,
+        "feature_extractor": None,
+        "image_encoder": None,
+    }
 
 
 def tiny_sd_pipeline(seed: int = 0):
@@ -180,8 +243,13 @@ def tiny_animatediff_pipeline(seed: int = 0):
     components = tiny_sd_components(seed)
     components.pop("safety_checker")
     torch.manual_seed(seed)
-    motion = MotionAdapter(block_out_channels=(8, 16), motion_layers_per_block=1, motion_norm_num_groups=4,
-                           motion_num_attention_heads=2, use_motion_mid_block=False)
+    motion = MotionAdapter(
+        block_out_channels=(8, 16),
+        motion_layers_per_block=1,
+        motion_norm_num_groups=4,
+        motion_num_attention_heads=2,
+        use_motion_mid_block=False,
+    )
     return _ready(AnimateDiffPipeline(motion_adapter=motion, **components))
 
 
@@ -191,11 +259,20 @@ def tiny_clip_image_encoder(seed: int = 0, image_size: int = 32, projection_dim:
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(seed)
-    model = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=16, projection_dim=projection_dim, num_hidden_layers=2, num_attention_heads=2,
-        image_size=image_size, intermediate_size=24, patch_size=8,
-    )).eval()
-    processor = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    model = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=16,
+            projection_dim=projection_dim,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            intermediate_size=24,
+            patch_size=8,
+        )
+    ).eval()
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
     return model, processor
 
 
@@ -244,7 +321,9 @@ def tiny_ip_adapter_state_dict(unet: Any, image_embed_dim: int = 16, seed: int =
     return {"image_proj": image_proj, "ip_adapter": _ip_layers(unet, seed, std)}
 
 
-def tiny_faceid_state_dict(unet: Any, id_dim: int = 16, mult: int = 2, seed: int = 0, std: float = 0.5) -> dict[str, Any]:
+def tiny_faceid_state_dict(
+    unet: Any, id_dim: int = 16, mult: int = 2, seed: int = 0, std: float = 0.5
+) -> dict[str, Any]:
     """An IP-Adapter FaceID (IPAdapterFaceIDImageProjection: MLP from a face vector to 4 tokens)."""
     import torch
 
@@ -274,13 +353,15 @@ def save_adapter(state_dict: dict[str, Any], folder: str | Path, weight_name: st
 
 # --- Wan-shaped pipelines ---------------------------------------------------------------------
 
+
 def tiny_wan_vae(seed: int = 0):
     import torch
     from diffusers import AutoencoderKLWan
 
     torch.manual_seed(seed)
-    return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                            temperal_downsample=[False, True, True])
+    return AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
 
 
 def tiny_umt5(seed: int = 0):  # dropout_rate 0: deterministic even if someone trains it
@@ -288,9 +369,21 @@ def tiny_umt5(seed: int = 0):  # dropout_rate 0: deterministic even if someone t
     from transformers import UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(seed)
-    return UMT5EncoderModel(UMT5Config(vocab_size=200, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-                                       relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1,
-                                       decoder_start_token_id=0, dropout_rate=0.0)).eval()
+    return UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=200,
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+            dropout_rate=0.0,
+        )
+    ).eval()
 
 
 def tiny_wan_transformer(in_channels: int, seed: int = 0, vace: bool = False):
@@ -299,9 +392,17 @@ def tiny_wan_transformer(in_channels: int, seed: int = 0, vace: bool = False):
 
     torch.manual_seed(seed)
     common: dict[str, Any] = {
-        "patch_size": (1, 2, 2), "num_attention_heads": 2, "attention_head_dim": 12, "in_channels": in_channels,
-        "out_channels": 16, "text_dim": 32, "freq_dim": 32, "ffn_dim": 32, "cross_attn_norm": True,
-        "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 32,
+        "patch_size": (1, 2, 2),
+        "num_attention_heads": 2,
+        "attention_head_dim": 12,
+        "in_channels": in_channels,
+        "out_channels": 16,
+        "text_dim": 32,
+        "freq_dim": 32,
+        "ffn_dim": 32,
+        "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads",
+        "rope_max_seq_len": 32,
     }
     if vace:
         return WanVACETransformer3DModel(num_layers=3, vace_layers=[0, 2], vace_in_channels=96, **common)
@@ -315,8 +416,11 @@ def tiny_wan_i2v_pipeline(seed: int = 0):
     from .wan_m2v import WanMemoryToVideoPipeline
 
     pipe = WanMemoryToVideoPipeline(
-        tokenizer=tiny_t5_tokenizer(), text_encoder=tiny_umt5(seed), vae=tiny_wan_vae(seed),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0), transformer=tiny_wan_transformer(36, seed),
+        tokenizer=tiny_t5_tokenizer(),
+        text_encoder=tiny_umt5(seed),
+        vae=tiny_wan_vae(seed),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        transformer=tiny_wan_transformer(36, seed),
     )
     return _ready(pipe)
 
@@ -325,8 +429,11 @@ def tiny_wan_vace_pipeline(seed: int = 0):
     from diffusers import FlowMatchEulerDiscreteScheduler, WanVACEPipeline
 
     pipe = WanVACEPipeline(
-        tokenizer=tiny_t5_tokenizer(), text_encoder=tiny_umt5(seed), vae=tiny_wan_vae(seed),
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0), transformer=tiny_wan_transformer(16, seed, vace=True),
+        tokenizer=tiny_t5_tokenizer(),
+        text_encoder=tiny_umt5(seed),
+        vae=tiny_wan_vae(seed),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        transformer=tiny_wan_transformer(16, seed, vace=True),
     )
     return _ready(pipe)
 
@@ -374,6 +481,6 @@ class DictTokenCache:
         self.misses += len(missing)
         if missing:
             out = encoder.encode([r.pil() for r in missing])
-            for r, arr in zip(missing, out):
+            for r, arr in zip(missing, out, strict=False):
                 self.store[(r.id, encoder.spec)] = np.asarray(arr)
         return [self.store[(r.id, encoder.spec)] for r in references]

@@ -16,6 +16,7 @@ every step and only the video part is stepped by the scheduler, so with no memor
 exactly diffusers' ``WanImageToVideoPipeline``; without a first image, the video part's
 conditioning is the VAE encoding of an empty (mid-grey) clip with mask 0, i.e. text + memory only.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,8 +71,9 @@ def memory_rope(transformer: Any, num_memory: int, mode: str = "negative", gap: 
         ppf, pph, ppw = frames // p_t, height // p_h, width // p_w
         cos, sin = original(hidden_states)  # (1, ppf*pph*ppw, 1, D): keep its h/w parts, redo the time part
         positions = np.concatenate([np.arange(-num_memory, 0) - gap, np.arange(0, ppf - num_memory)]).astype(np.float64)
-        t_cos, t_sin = get_1d_rotary_pos_embed(rope.t_dim, positions, 10000.0, use_real=True,
-                                               repeat_interleave_real=True, freqs_dtype=torch.float64)
+        t_cos, t_sin = get_1d_rotary_pos_embed(
+            rope.t_dim, positions, 10000.0, use_real=True, repeat_interleave_real=True, freqs_dtype=torch.float64
+        )
         t_cos = t_cos.to(cos.device, cos.dtype).view(ppf, 1, 1, -1).expand(ppf, pph, ppw, -1)
         t_sin = t_sin.to(sin.device, sin.dtype).view(ppf, 1, 1, -1).expand(ppf, pph, ppw, -1)
         cos = cos.view(ppf, pph, ppw, -1).clone()
@@ -120,23 +122,40 @@ def _make_pipeline_class() -> type:
             mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(device)
             inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(device)
             lat = ((lat - mean) * inv_std).repeat(batch, 1, 1, 1, 1)
-            mask = torch.zeros(batch, self.vae_scale_factor_temporal, lat.shape[2], lat.shape[3], lat.shape[4],
-                               device=device)
+            mask = torch.zeros(
+                batch, self.vae_scale_factor_temporal, lat.shape[2], lat.shape[3], lat.shape[4], device=device
+            )
             return torch.cat([mask, lat], dim=1)
 
         @torch.no_grad()
-        def __call__(self, prompt: str, negative_prompt: str | None = None, *,
-                     memory_images: Sequence[Any] | None = None, image: Any = None, height: int = 480,
-                     width: int = 832, num_frames: int = 81, num_inference_steps: int = 40,
-                     guidance_scale: float = 5.0, guidance_scale_2: float | None = None, generator: Any = None,
-                     output_type: str = "np", memory_rope_offset: str = "negative", memory_rope_gap: int = 0,
-                     decode_memory: bool = True,
-                     max_sequence_length: int = 512, attention_kwargs: dict[str, Any] | None = None,
-                     return_dict: bool = True) -> Any:
+        def __call__(
+            self,
+            prompt: str,
+            negative_prompt: str | None = None,
+            *,
+            memory_images: Sequence[Any] | None = None,
+            image: Any = None,
+            height: int = 480,
+            width: int = 832,
+            num_frames: int = 81,
+            num_inference_steps: int = 40,
+            guidance_scale: float = 5.0,
+            guidance_scale_2: float | None = None,
+            generator: Any = None,
+            output_type: str = "np",
+            memory_rope_offset: str = "negative",
+            memory_rope_gap: int = 0,
+            decode_memory: bool = True,
+            max_sequence_length: int = 512,
+            attention_kwargs: dict[str, Any] | None = None,
+            return_dict: bool = True,
+        ) -> Any:
             from diffusers.pipelines.wan.pipeline_output import WanPipelineOutput
 
             if self.config.expand_timesteps:
-                raise InvalidInputError("memory-to-video needs a Wan I2V pipeline without expand_timesteps (Wan2.1/2.2 A14B); got a TI2V-5B-style one")
+                raise InvalidInputError(
+                    "memory-to-video needs a Wan I2V pipeline without expand_timesteps (Wan2.1/2.2 A14B); got a TI2V-5B-style one"
+                )
             memory_images = list(memory_images or [])
             t_scale = self.vae_scale_factor_temporal
             num_frames = max(1, (num_frames - 1) // t_scale * t_scale + 1)
@@ -153,8 +172,12 @@ def _make_pipeline_class() -> type:
             guided = guidance_scale > 1.0
 
             prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-                prompt=prompt, negative_prompt=negative_prompt, do_classifier_free_guidance=guided,
-                num_videos_per_prompt=1, max_sequence_length=max_sequence_length, device=device,
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                do_classifier_free_guidance=guided,
+                num_videos_per_prompt=1,
+                max_sequence_length=max_sequence_length,
+                device=device,
             )
             dtype = model.dtype
             prompt_embeds = prompt_embeds.to(dtype)
@@ -163,7 +186,9 @@ def _make_pipeline_class() -> type:
             image_embeds = None
             if model.config.image_dim is not None:  # Wan2.1 I2V reads a CLIP image embedding too
                 if self.image_encoder is None:
-                    raise InvalidInputError("this Wan transformer expects image embeddings (image_dim set) but the pipeline has no image_encoder")
+                    raise InvalidInputError(
+                        "this Wan transformer expects image embeddings (image_dim set) but the pipeline has no image_encoder"
+                    )
                 source = image if image is not None else (memory_images[0] if memory_images else None)
                 if source is None:
                     raise InvalidInputError("Wan2.1 I2V needs an image or at least one memory frame; got neither")
@@ -174,12 +199,18 @@ def _make_pipeline_class() -> type:
             channels = self.vae.config.z_dim
             if image is not None:
                 pixels = self.video_processor.preprocess(image, height=height, width=width).to(device, torch.float32)
-                latents, condition = self.prepare_latents(pixels, 1, channels, height, width, num_frames,
-                                                          torch.float32, device, generator)
+                latents, condition = self.prepare_latents(
+                    pixels, 1, channels, height, width, num_frames, torch.float32, device, generator
+                )
             else:
                 lat_frames = (num_frames - 1) // t_scale + 1
-                shape = (1, channels, lat_frames, height // self.vae_scale_factor_spatial,
-                         width // self.vae_scale_factor_spatial)
+                shape = (
+                    1,
+                    channels,
+                    lat_frames,
+                    height // self.vae_scale_factor_spatial,
+                    width // self.vae_scale_factor_spatial,
+                )
                 from diffusers.utils.torch_utils import randn_tensor
 
                 latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
@@ -193,10 +224,16 @@ def _make_pipeline_class() -> type:
             else:
                 memory = latents[:, :, :0]
 
-            boundary = (self.config.boundary_ratio * self.scheduler.config.num_train_timesteps
-                        if self.config.boundary_ratio is not None else None)
-            rope_contexts = [memory_rope(m, num_memory, memory_rope_offset, memory_rope_gap)
-                             for m in (self.transformer, self.transformer_2) if m is not None]
+            boundary = (
+                self.config.boundary_ratio * self.scheduler.config.num_train_timesteps
+                if self.config.boundary_ratio is not None
+                else None
+            )
+            rope_contexts = [
+                memory_rope(m, num_memory, memory_rope_offset, memory_rope_gap)
+                for m in (self.transformer, self.transformer_2)
+                if m is not None
+            ]
             with contextlib.ExitStack() as stack:
                 for ctx in rope_contexts:
                     stack.enter_context(ctx)
@@ -210,16 +247,24 @@ def _make_pipeline_class() -> type:
                     model_input = torch.cat([torch.cat([memory, latents], dim=2), condition], dim=1).to(dtype)
                     timestep = t.expand(latents.shape[0])
                     with current.cache_context("cond"):
-                        noise_pred = current(hidden_states=model_input, timestep=timestep,
-                                             encoder_hidden_states=prompt_embeds,
-                                             encoder_hidden_states_image=image_embeds,
-                                             attention_kwargs=attention_kwargs, return_dict=False)[0]
+                        noise_pred = current(
+                            hidden_states=model_input,
+                            timestep=timestep,
+                            encoder_hidden_states=prompt_embeds,
+                            encoder_hidden_states_image=image_embeds,
+                            attention_kwargs=attention_kwargs,
+                            return_dict=False,
+                        )[0]
                     if guided:
                         with current.cache_context("uncond"):
-                            noise_uncond = current(hidden_states=model_input, timestep=timestep,
-                                                   encoder_hidden_states=negative_prompt_embeds,
-                                                   encoder_hidden_states_image=image_embeds,
-                                                   attention_kwargs=attention_kwargs, return_dict=False)[0]
+                            noise_uncond = current(
+                                hidden_states=model_input,
+                                timestep=timestep,
+                                encoder_hidden_states=negative_prompt_embeds,
+                                encoder_hidden_states_image=image_embeds,
+                                attention_kwargs=attention_kwargs,
+                                return_dict=False,
+                            )[0]
                         noise_pred = noise_uncond + scale * (noise_pred - noise_uncond)
                     noise_pred = noise_pred[:, :, num_memory:]  # only the video part is stepped
                     latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
@@ -272,12 +317,25 @@ class WanM2VGenerator(GeneratorAdapter):
 
     name = "wan-m2v"
 
-    def __init__(self, pipeline: Any = None, *, max_memory: int = 10, memory_rope_offset: str = "negative",
-                 memory_rope_gap: int = 0, decode_memory: bool = True, first_frame: str = "none", lora: str | None = None,
-                 lora_scale: float = 1.0, num_inference_steps: int = 40, guidance_scale: float = 5.0,
-                 model_id: str | None = None):
+    def __init__(
+        self,
+        pipeline: Any = None,
+        *,
+        max_memory: int = 10,
+        memory_rope_offset: str = "negative",
+        memory_rope_gap: int = 0,
+        decode_memory: bool = True,
+        first_frame: str = "none",
+        lora: str | None = None,
+        lora_scale: float = 1.0,
+        num_inference_steps: int = 40,
+        guidance_scale: float = 5.0,
+        model_id: str | None = None,
+    ):
         if pipeline is None:
-            raise InvalidInputError("wan-m2v needs a Wan image-to-video pipeline; got none (pass pipeline=... or use from_pretrained)")
+            raise InvalidInputError(
+                "wan-m2v needs a Wan image-to-video pipeline; got none (pass pipeline=... or use from_pretrained)"
+            )
         if memory_rope_offset not in ROPE_MODES:
             raise InvalidInputError(f"memory_rope_offset must be one of {ROPE_MODES}, got {memory_rope_offset!r}")
         if first_frame not in ("none", "location"):
@@ -299,15 +357,26 @@ class WanM2VGenerator(GeneratorAdapter):
             self.load_lora(lora, scale=lora_scale)
 
     @classmethod
-    def from_pretrained(cls, model_id_or_folder: str = "Wan-AI/Wan2.2-I2V-A14B-Diffusers", *,
-                        allow_download: bool = False, **kwargs: Any) -> WanM2VGenerator:
+    def from_pretrained(
+        cls,
+        model_id_or_folder: str = "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
+        *,
+        allow_download: bool = False,
+        **kwargs: Any,
+    ) -> WanM2VGenerator:
         from ._diffusers import load_pipeline
 
         pipe = load_pipeline("WanImageToVideoPipeline", model_id_or_folder, allow_download=allow_download)
         return cls(pipe, model_id=str(model_id_or_folder), **kwargs)
 
-    def load_lora(self, path_or_state_dict: Any, *, adapter_name: str = "storymem", scale: float = 1.0,
-                  weight_name: str | None = None) -> None:
+    def load_lora(
+        self,
+        path_or_state_dict: Any,
+        *,
+        adapter_name: str = "storymem",
+        scale: float = 1.0,
+        weight_name: str | None = None,
+    ) -> None:
         """Load StoryMem's (or any) Wan LoRA through diffusers' ``load_lora_weights``."""
         kwargs: dict[str, Any] = {"adapter_name": adapter_name}
         if weight_name:
@@ -324,19 +393,30 @@ class WanM2VGenerator(GeneratorAdapter):
         return model_id_of(self.pipeline, "wan-m2v:unknown")
 
     def prepare(self, shot: ShotSpec, result: Any) -> Conditioning:
-        memory = [r for r in result.memory if r.image is not None][-self.max_memory:] if self.max_memory else []
+        memory = [r for r in result.memory if r.image is not None][-self.max_memory :] if self.max_memory else []
         images = {f"memory:{r.id}": reference_image(r) for r in memory}
-        entities = [ConditionedEntity(h.entity.name, h.entity.id, h.entity.kind, description=h.entity.description)
-                    for h in result.hits]
+        entities = [
+            ConditionedEntity(h.entity.name, h.entity.id, h.entity.kind, description=h.entity.description)
+            for h in result.hits
+        ]
         if self.first_frame == "location" and result.location is not None:
             ref = next((r for r in result.location.references if r.image is not None), None)
             if ref is not None:
                 images["first_frame"] = reference_image(ref)
-        return Conditioning(self.name, shot.prompt, shot.negative_prompt, entities=entities, images=images,
-                            memory_ids=[r.id for r in memory],
-                            options={"memory_rope_offset": self.memory_rope_offset, "memory_rope_gap": self.memory_rope_gap,
-                                     "first_frame": self.first_frame,
-                                     "decode_memory": self.decode_memory})
+        return Conditioning(
+            self.name,
+            shot.prompt,
+            shot.negative_prompt,
+            entities=entities,
+            images=images,
+            memory_ids=[r.id for r in memory],
+            options={
+                "memory_rope_offset": self.memory_rope_offset,
+                "memory_rope_gap": self.memory_rope_gap,
+                "first_frame": self.first_frame,
+                "decode_memory": self.decode_memory,
+            },
+        )
 
     def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         from ._diffusers import call_pipeline
@@ -344,9 +424,17 @@ class WanM2VGenerator(GeneratorAdapter):
         seed = shot.seed if seed is None else int(seed)
         memory = [conditioning.images[f"memory:{m}"] for m in conditioning.memory_ids]
         frames, facts = call_pipeline(
-            self.pipeline, shot, seed, prompt=conditioning.prompt, negative_prompt=conditioning.negative_prompt,
-            num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
-            memory_images=memory, image=conditioning.images.get("first_frame"),
-            memory_rope_offset=self.memory_rope_offset, memory_rope_gap=self.memory_rope_gap, decode_memory=self.decode_memory,
+            self.pipeline,
+            shot,
+            seed,
+            prompt=conditioning.prompt,
+            negative_prompt=conditioning.negative_prompt,
+            num_inference_steps=self.num_inference_steps,
+            guidance_scale=self.guidance_scale,
+            memory_images=memory,
+            image=conditioning.images.get("first_frame"),
+            memory_rope_offset=self.memory_rope_offset,
+            memory_rope_gap=self.memory_rope_gap,
+            decode_memory=self.decode_memory,
         )
         return ShotOutput(frames, shot.fps, self.metadata(shot, conditioning, seed, memory_frames=len(memory), **facts))

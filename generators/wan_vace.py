@@ -4,6 +4,7 @@ VACE encodes each reference image into its own latent frame placed before the vi
 after decoding, so identities and objects carry into the shot without an IP-Adapter. One image
 per entity (characters in cast order, then the location when ``include_location``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,11 +33,22 @@ class WanVACEGenerator(GeneratorAdapter):
 
     name = "wan-vace"
 
-    def __init__(self, pipeline: Any = None, *, max_references: int = 3, include_location: bool = False,
-                 crop_faces: bool = False, conditioning_scale: float = 1.0, num_inference_steps: int = 30,
-                 guidance_scale: float | None = None, model_id: str | None = None):
+    def __init__(
+        self,
+        pipeline: Any = None,
+        *,
+        max_references: int = 3,
+        include_location: bool = False,
+        crop_faces: bool = False,
+        conditioning_scale: float = 1.0,
+        num_inference_steps: int = 30,
+        guidance_scale: float | None = None,
+        model_id: str | None = None,
+    ):
         if pipeline is None:
-            raise InvalidInputError("wan-vace needs a WanVACEPipeline; got none (pass pipeline=... or use from_pretrained)")
+            raise InvalidInputError(
+                "wan-vace needs a WanVACEPipeline; got none (pass pipeline=... or use from_pretrained)"
+            )
         require_diffusers()
         self.pipeline = pipeline
         self.max_references = int(max_references)
@@ -48,8 +60,13 @@ class WanVACEGenerator(GeneratorAdapter):
         self._model_id = model_id
 
     @classmethod
-    def from_pretrained(cls, model_id_or_folder: str = "Wan-AI/Wan2.1-VACE-1.3B-diffusers", *,
-                        allow_download: bool = False, **kwargs: Any) -> WanVACEGenerator:
+    def from_pretrained(
+        cls,
+        model_id_or_folder: str = "Wan-AI/Wan2.1-VACE-1.3B-diffusers",
+        *,
+        allow_download: bool = False,
+        **kwargs: Any,
+    ) -> WanVACEGenerator:
         from ._diffusers import load_pipeline
 
         pipe = load_pipeline("WanVACEPipeline", model_id_or_folder, allow_download=allow_download)
@@ -78,10 +95,24 @@ class WanVACEGenerator(GeneratorAdapter):
             if self.crop_faces and hit.entity.kind == "character":
                 img = face_crop(ref, img)
             images[ref.id] = img
-            entities.append(ConditionedEntity(hit.entity.name, hit.entity.id, hit.entity.kind, (ref.id,),
-                                              scale=self.conditioning_scale, description=hit.entity.description))
-        return Conditioning(self.name, shot.prompt, shot.negative_prompt, entities=entities, images=images,
-                            scales={"conditioning_scale": self.conditioning_scale})
+            entities.append(
+                ConditionedEntity(
+                    hit.entity.name,
+                    hit.entity.id,
+                    hit.entity.kind,
+                    (ref.id,),
+                    scale=self.conditioning_scale,
+                    description=hit.entity.description,
+                )
+            )
+        return Conditioning(
+            self.name,
+            shot.prompt,
+            shot.negative_prompt,
+            entities=entities,
+            images=images,
+            scales={"conditioning_scale": self.conditioning_scale},
+        )
 
     def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         from ._diffusers import call_pipeline
@@ -100,7 +131,13 @@ class WanVACEGenerator(GeneratorAdapter):
             if (rendered - 1) // temporal + 1 < len(refs):
                 extra["num_frames"] = temporal * (len(refs) - 1) + 1
         frames, facts = call_pipeline(
-            self.pipeline, shot, seed, prompt=conditioning.prompt, negative_prompt=conditioning.negative_prompt,
-            num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale, **extra,
+            self.pipeline,
+            shot,
+            seed,
+            prompt=conditioning.prompt,
+            negative_prompt=conditioning.negative_prompt,
+            num_inference_steps=self.num_inference_steps,
+            guidance_scale=self.guidance_scale,
+            **extra,
         )
         return ShotOutput(frames, shot.fps, self.metadata(shot, conditioning, seed, references=len(refs), **facts))

@@ -1,7 +1,9 @@
 """The durable store of visual blueprints: LanceDB tables, FAISS hot indexes, embedders."""
+
 from .errors import ContinuityError
 from .library import Library
-from .schema import Entity, Reference, Rights
+from .schema import Entity, Reference, Rights, ShotRecord, TokenRow
+from .shots import ShotLog
 from .store import Store, default_db
 
 
@@ -10,4 +12,16 @@ def open_library(db: str | None = None, library: str = "default", *, create: boo
     return Library(Store.open(db, create=create), library)
 
 
-__all__ = ["ContinuityError", "Entity", "Library", "Reference", "Rights", "Store", "default_db", "open_library"]
+__all__ = [
+    "ContinuityError",
+    "Entity",
+    "Library",
+    "Reference",
+    "Rights",
+    "ShotLog",
+    "ShotRecord",
+    "Store",
+    "TokenRow",
+    "default_db",
+    "open_library",
+]

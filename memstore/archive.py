@@ -4,6 +4,7 @@ The archive is a zip holding ``manifest.json`` and three Arrow IPC files (entiti
 with image bytes and vectors, cached tokens). Ids, image bytes, vectors and metadata survive the
 round trip unchanged. Nothing of any other library is read into it.
 """
+
 from __future__ import annotations
 
 import io
@@ -11,8 +12,9 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import pyarrow as pa
 
@@ -35,11 +37,15 @@ def _read_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_file(pa.BufferReader(data)).read_all()
 
 
-def export_library(library: Any, path: str | os.PathLike, progress: Optional[Callable[[int], None]] = None) -> dict[str, int]:
+def export_library(
+    library: Any, path: str | os.PathLike, progress: Callable[[int], None] | None = None
+) -> dict[str, int]:
     """Write ``library`` to ``path`` atomically; returns the row counts written."""
     store = library.store
     where = f"library = {sql_str(library.name)}"
-    tables = {name: store.table(name).to_lance().to_table(filter=where) for name in ("entities", "references", "tokens")}
+    tables = {
+        name: store.table(name).to_lance().to_table(filter=where) for name in ("entities", "references", "tokens")
+    }
     # Orphans a crash left (references or tokens whose entity row is missing) are not exported.
     import pyarrow.compute as pc
 
@@ -100,13 +106,17 @@ def read_archive(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, pa.
     for name, table in tables.items():
         libs = set(table.column("library").to_pylist()) if table.num_rows else set()
         if libs - {source}:
-            raise ArchiveError(f"{path}: {name} holds rows of libraries {sorted(libs - {source})}, expected only {source!r}")
+            raise ArchiveError(
+                f"{path}: {name} holds rows of libraries {sorted(libs - {source})}, expected only {source!r}"
+            )
         if table.num_rows != manifest.get("counts", {}).get(name):
-            raise ArchiveError(f"{path}: {name} has {table.num_rows} rows, manifest says {manifest.get('counts', {}).get(name)}")
+            raise ArchiveError(
+                f"{path}: {name} has {table.num_rows} rows, manifest says {manifest.get('counts', {}).get(name)}"
+            )
     return manifest, tables
 
 
-def import_library(store: Any, path: str | os.PathLike, library: Optional[str] = None) -> dict[str, Any]:
+def import_library(store: Any, path: str | os.PathLike, library: str | None = None) -> dict[str, Any]:
     """Import an archive into ``store`` (under its own library name, or ``library``).
 
     Refused whole, with the store unchanged, when an id or a name already exists there."""

@@ -3,6 +3,7 @@
 Every error a user can cause is a subclass of :class:`ContinuityError`. Messages are one line and
 say what was got, what was expected and what to do, so the command line can print them as they are.
 """
+
 from __future__ import annotations
 
 
@@ -106,6 +107,4 @@ def require_extra(module: str, extra: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise MissingExtraError(
-            f"'{module}' is not installed; install the extra: pip install 'continuity[{extra}]'"
-        )
+        raise MissingExtraError(f"'{module}' is not installed; install the extra: pip install 'continuity[{extra}]'")

@@ -6,6 +6,7 @@ made lazily on first use and made again once the entities table has moved on by 
 versions; rows added since the last build are still searched (LanceDB scans unindexed rows), so
 results are never stale, only slower until the next refresh.
 """
+
 from __future__ import annotations
 
 import re

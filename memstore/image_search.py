@@ -4,6 +4,7 @@ Every configured embedder with a column in the store answers: whole-image embedd
 colour histogram) embed the whole query; face embedders embed the largest face in it (no face:
 that column answers nothing). Hits are aggregated per entity: its best-scoring reference.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -31,8 +32,9 @@ class ImageMatch:
         return data
 
 
-def search_by_image(library: Any, image: ImageInput, k: int = 5, *, kind: str | None = None,
-                    columns: list[str] | None = None) -> dict[str, list[ImageMatch]]:
+def search_by_image(
+    library: Any, image: ImageInput, k: int = 5, *, kind: str | None = None, columns: list[str] | None = None
+) -> dict[str, list[ImageMatch]]:
     """Per vector column, the ``k`` entities whose references are most similar to ``image``
     (a path, bytes, PIL image or array), best first."""
     if not isinstance(k, int) or isinstance(k, bool) or k <= 0:

@@ -5,6 +5,7 @@ not truncated and has no more pixels than the limit (a decompression-bomb guard 
 header). Bytes of JPEG, PNG and WebP files are stored as they came (byte-identical round trips);
 anything else, and in-memory images, are encoded as PNG.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,6 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -31,7 +31,7 @@ MAX_PIXELS = int(os.environ.get("CONTINUITY_MAX_PIXELS", 40_000_000))
 MAX_BYTES = int(os.environ.get("CONTINUITY_MAX_IMAGE_BYTES", 64 * 1024 * 1024))
 KEPT_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,9 @@ def _from_array(arr: np.ndarray) -> Image.Image:
         raise EmptyImageError(f"array image has shape {arr.shape}; it must be at least 1x1")
     if arr.dtype != np.uint8:
         if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
-            raise ImageError(f"array image of dtype {arr.dtype} has non-finite values; expected uint8 0..255 or float 0..1")
+            raise ImageError(
+                f"array image of dtype {arr.dtype} has non-finite values; expected uint8 0..255 or float 0..1"
+            )
         if np.issubdtype(arr.dtype, np.floating) and arr.max() <= 1.0:
             arr = arr * 255.0
         arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)

@@ -15,6 +15,7 @@ selector. The version check itself is cheap: a held table handle, and for local 
 the table's ``_versions`` folder first (see :class:`memstore.store.VersionWatch`). Rows come through
 a :class:`RowSource`, so this module knows no store.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-
 import pyarrow as pa
 
 from .errors import InvalidInputError, VectorError
@@ -123,7 +123,12 @@ class VectorIndex:
     def _vectors_for(self, keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         table = self.source.vector_table(keys)
         if table.num_rows == 0:
-            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int32)
+            return (
+                np.zeros((0, self.dim), np.float32),
+                np.zeros(0, np.int64),
+                np.zeros(0, np.int8),
+                np.zeros(0, np.int32),
+            )
         flat = table.column(self.column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
         vectors = np.ascontiguousarray(flat.reshape(-1, self.dim), dtype=np.float32)
         ks = table.column("key").to_numpy().astype(np.int64)
@@ -333,8 +338,13 @@ class VectorIndex:
 
 def _save_sidecar(path: str, keys: np.ndarray, kinds: np.ndarray, codes: np.ndarray, entity_ids: list[str]) -> None:
     with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a bare temp name
-        np.savez(f, keys=keys, kinds=kinds.astype(np.int8), codes=codes.astype(np.int32),
-                 entity_ids=np.array(entity_ids, dtype="S64"))
+        np.savez(
+            f,
+            keys=keys,
+            kinds=kinds.astype(np.int8),
+            codes=codes.astype(np.int32),
+            entity_ids=np.array(entity_ids, dtype="S64"),
+        )
 
 
 def faiss_inner(index: Any) -> Any:

@@ -5,13 +5,15 @@ one library returns another's rows. Every write is all-or-nothing for the entity
 images are decoded, checked and embedded before anything is written; references are written
 first and the entity row last, so the entity row is the commit marker.
 """
+
 from __future__ import annotations
 
 import builtins
 import numbers
 import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,10 +27,9 @@ from .errors import (
 )
 from .images import EncodedImage, ImageInput, load_image
 from .schema import REFERENCE_META_COLUMNS, Entity, Reference, Rights, new_id, now
-from .validation import Source
 from .store import Store
 from .validation import (
-    SOURCES,
+    Source,
     clean_era,
     clean_kind,
     clean_library,
@@ -45,7 +46,7 @@ from .validation import (
 if TYPE_CHECKING:
     from .shots import ShotLog
 
-Progress = Optional[Callable[[int], None]]
+Progress = Callable[[int], None] | None
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Library:
     def __init__(self, store: Store, name: str = "default"):
         self.store = store
         self.name = clean_library(name)
-        self._embedders: Optional[builtins.list[Embedder]] = None
+        self._embedders: builtins.list[Embedder] | None = None
 
     def __repr__(self) -> str:
         return f"Library({self.name!r}, store={self.store.uri!r})"
@@ -98,17 +99,19 @@ class Library:
         for emb in self.embedders:
             if emb.column_name == column:
                 return emb
-        raise InvalidInputError(f"no configured embedder writes column {column!r}; configured: {[e.column_name for e in self.embedders]}")
+        raise InvalidInputError(
+            f"no configured embedder writes column {column!r}; configured: {[e.column_name for e in self.embedders]}"
+        )
 
     # --- reading ------------------------------------------------------------------------------
     def _where(self, *clauses: str) -> str:
         return " AND ".join([f"library = {sql_str(self.name)}", *clauses])
 
-    def _entity_rows(self, *clauses: str, limit: Optional[int] = None) -> builtins.list[dict[str, Any]]:
+    def _entity_rows(self, *clauses: str, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         query = self.store.entities.search().where(self._where(*clauses))
         return query.limit(limit).to_list()
 
-    def find(self, name_or_id: str) -> Optional[Entity]:
+    def find(self, name_or_id: str) -> Entity | None:
         """The entity with this id, name or alias (case-insensitive), or None."""
         if not isinstance(name_or_id, str) or not name_or_id.strip():
             return None
@@ -133,7 +136,7 @@ class Library:
     def __contains__(self, name_or_id: str) -> bool:
         return self.find(name_or_id) is not None
 
-    def list(self, kind: Optional[str] = None, tag: Optional[str] = None) -> builtins.list[Entity]:
+    def list(self, kind: str | None = None, tag: str | None = None) -> builtins.list[Entity]:
         clauses = []
         if kind is not None:
             clauses.append(f"kind = {sql_str(clean_kind(kind))}")
@@ -152,13 +155,13 @@ class Library:
 
     def references(
         self,
-        entity: Optional[str | Entity] = None,
+        entity: str | Entity | None = None,
         *,
-        era: Optional[str] = None,
-        source: Optional[str] = None,
-        ids: Optional[Iterable[str]] = None,
-        entity_ids: Optional[Iterable[str]] = None,
-        story: Optional[str] = None,
+        era: str | None = None,
+        source: str | None = None,
+        ids: Iterable[str] | None = None,
+        entity_ids: Iterable[str] | None = None,
+        story: str | None = None,
         with_images: bool = False,
         with_vectors: bool = True,
     ) -> builtins.list[Reference]:
@@ -184,10 +187,13 @@ class Library:
             if not ids:
                 return []
             clauses.append(sql_in("id", ids))
-        return self._reference_query(clauses, with_images=with_images, with_vectors=with_vectors,
-                                     live_only=entity is None and entity_ids is None)
+        return self._reference_query(
+            clauses, with_images=with_images, with_vectors=with_vectors, live_only=entity is None and entity_ids is None
+        )
 
-    def _reference_query(self, clauses: builtins.list[str], *, with_images: bool, with_vectors: bool, live_only: bool) -> builtins.list[Reference]:
+    def _reference_query(
+        self, clauses: builtins.list[str], *, with_images: bool, with_vectors: bool, live_only: bool
+    ) -> builtins.list[Reference]:
         vector_cols = list(self.store.vector_columns()) if with_vectors else []
         columns = REFERENCE_META_COLUMNS + (["image"] if with_images else []) + vector_cols
         rows = self.store.references.search().where(self._where(*clauses)).select(columns).limit(None).to_list()
@@ -217,8 +223,8 @@ class Library:
         self,
         story: str,
         *,
-        before: Optional[int] = None,
-        at: Optional[int] = None,
+        before: int | None = None,
+        at: int | None = None,
         with_images: bool = False,
         with_vectors: bool = True,
     ) -> builtins.list[Reference]:
@@ -231,7 +237,7 @@ class Library:
         return self._reference_query(clauses, with_images=with_images, with_vectors=with_vectors, live_only=True)
 
     @property
-    def shots(self) -> "ShotLog":
+    def shots(self) -> ShotLog:
         """The shot log of this library's story runs."""
         from .shots import ShotLog
 
@@ -242,10 +248,16 @@ class Library:
         ids = list(dict.fromkeys(ref_ids))
         if not ids:
             return {}
-        rows = self.store.references.search().where(self._where(sql_in("id", ids))).select(["id", "image"]).limit(None).to_list()
+        rows = (
+            self.store.references.search()
+            .where(self._where(sql_in("id", ids)))
+            .select(["id", "image"])
+            .limit(None)
+            .to_list()
+        )
         return {r["id"]: r["image"] for r in rows}
 
-    def text_search(self, prompt: str, *, k: int = 20, kind: Optional[str] = None) -> builtins.list[tuple[str, float]]:
+    def text_search(self, prompt: str, *, k: int = 20, kind: str | None = None) -> builtins.list[tuple[str, float]]:
         """Entity ids of this library ranked by BM25 over name, aliases and description: (id, score)."""
         return [(h.entity_id, h.score) for h in self.store.text_index().search(self.name, prompt, k=k, kind=kind)]
 
@@ -295,9 +307,9 @@ class Library:
         *,
         era: str,
         source: Source,
-        story: Optional[str],
-        shot: Optional[int],
-        frames: Sequence[Optional[int]],
+        story: str | None,
+        shot: int | None,
+        frames: Sequence[int | None],
         vectors: Mapping[str, np.ndarray],
         progress: Progress,
     ) -> builtins.list[Reference]:
@@ -325,7 +337,7 @@ class Library:
         for emb in self.embedders:
             column = self.store.ensure_vector_column(emb, create=False)  # columns are added at write time
             if column in vectors:
-                for ref, vec in zip(refs, vectors[column]):
+                for ref, vec in zip(refs, vectors[column], strict=False):
                     ref.vectors[column] = vec
                 continue
             if emb.modality == "face" and entity.kind != "character":
@@ -333,7 +345,7 @@ class Library:
             if pil_images is None:
                 pil_images = [enc.to_pil() for enc in encoded]
             results = emb.embed(pil_images, progress=progress)
-            for ref, res in zip(refs, results):
+            for ref, res in zip(refs, results, strict=False):
                 if res.vector is not None:
                     vec = np.asarray(res.vector, dtype=np.float32)
                     if vec.shape != (emb.ndims,) or not np.isfinite(vec).all():
@@ -344,7 +356,7 @@ class Library:
                 if res.quality is not None and ref.quality is None:
                     ref.quality = float(res.quality)
         for column, vecs in vectors.items():
-            for ref, vec in zip(refs, vecs):
+            for ref, vec in zip(refs, vecs, strict=False):
                 ref.vectors.setdefault(column, vec)
         return refs
 
@@ -357,11 +369,11 @@ class Library:
         aliases: Sequence[str] = (),
         description: str = "",
         tags: Sequence[str] = (),
-        attributes: Optional[Mapping[str, Any]] = None,
-        rights: Optional[Rights | Mapping[str, Any]] = None,
+        attributes: Mapping[str, Any] | None = None,
+        rights: Rights | Mapping[str, Any] | None = None,
         era: str = "default",
-        vectors: Optional[Mapping[str, Any]] = None,
-        entity_id: Optional[str] = None,
+        vectors: Mapping[str, Any] | None = None,
+        entity_id: str | None = None,
         progress: Progress = None,
     ) -> PreparedEntity:
         """Validate, decode and embed an entity and its images; writes nothing."""
@@ -394,8 +406,15 @@ class Library:
         encoded = self._dedupe(self._encode_all(images))
         checked = self._check_vectors(vectors or {}, len(encoded))
         refs = self._make_references(
-            entity, encoded, era=era, source="registered", story=None, shot=None,
-            frames=[None] * len(encoded), vectors=checked, progress=progress,
+            entity,
+            encoded,
+            era=era,
+            source="registered",
+            story=None,
+            shot=None,
+            frames=[None] * len(encoded),
+            vectors=checked,
+            progress=progress,
         )
         return PreparedEntity(entity, refs)
 
@@ -407,9 +426,15 @@ class Library:
         return list(seen.values())
 
     # --- writing ------------------------------------------------------------------------------
-    def _taken_keys(self, exclude_id: Optional[str] = None) -> dict[str, str]:
+    def _taken_keys(self, exclude_id: str | None = None) -> dict[str, str]:
         """Every name and alias key in this library -> the entity name that holds it."""
-        rows = self.store.entities.search().where(self._where()).select(["id", "name", "name_key", "alias_keys"]).limit(None).to_list()
+        rows = (
+            self.store.entities.search()
+            .where(self._where())
+            .select(["id", "name", "name_key", "alias_keys"])
+            .limit(None)
+            .to_list()
+        )
         taken: dict[str, str] = {}
         for row in rows:
             if row["id"] == exclude_id:
@@ -419,7 +444,7 @@ class Library:
                 taken[key] = row["name"]
         return taken
 
-    def _check_free(self, entity: Entity, exclude_id: Optional[str] = None) -> None:
+    def _check_free(self, entity: Entity, exclude_id: str | None = None) -> None:
         taken = self._taken_keys(exclude_id)
         for label, value in [("name", entity.name)] + [("alias", a) for a in entity.aliases]:
             holder = taken.get(name_key(value))
@@ -480,7 +505,9 @@ class Library:
             if emb.column_name in needed:
                 self.store.ensure_vector_column(emb)
 
-    def register(self, name: str, kind: str, *, images: Sequence[ImageInput] = (), progress: Progress = None, **fields: Any) -> Entity:
+    def register(
+        self, name: str, kind: str, *, images: Sequence[ImageInput] = (), progress: Progress = None, **fields: Any
+    ) -> Entity:
         """Register an entity with its reference images; all or nothing."""
         prepared = self.prepare(name, kind, images=images, progress=progress, **fields)
         return self.commit([prepared])[0]
@@ -492,10 +519,10 @@ class Library:
         *,
         era: str = "default",
         source: str = "registered",
-        story: Optional[str] = None,
-        shot: Optional[int] = None,
-        frames: Optional[Sequence[Optional[int]]] = None,
-        vectors: Optional[Mapping[str, Any]] = None,
+        story: str | None = None,
+        shot: int | None = None,
+        frames: Sequence[int | None] | None = None,
+        vectors: Mapping[str, Any] | None = None,
         progress: Progress = None,
     ) -> builtins.list[Reference]:
         """Add reference images to an entity in one atomic append. An image whose bytes the entity
@@ -524,8 +551,15 @@ class Library:
             seen.add(enc.sha256)
             keep.append(i)
         new_refs = self._make_references(
-            ent, [encoded_all[i] for i in keep], era=era, source=source, story=story, shot=shot,
-            frames=[frames[i] for i in keep], vectors={c: v[keep] for c, v in checked.items()}, progress=progress,
+            ent,
+            [encoded_all[i] for i in keep],
+            era=era,
+            source=source,
+            story=story,
+            shot=shot,
+            frames=[frames[i] for i in keep],
+            vectors={c: v[keep] for c, v in checked.items()},
+            progress=progress,
         )
         if new_refs:
             with self.store.write_lock():
@@ -540,9 +574,7 @@ class Library:
     def _rewrite(self, entity: Entity) -> Entity:
         entity.updated = now()
         row = entity.to_row()
-        self.store.retry(
-            lambda: self.store.entities.merge_insert("id").when_matched_update_all().execute([row])
-        )
+        self.store.retry(lambda: self.store.entities.merge_insert("id").when_matched_update_all().execute([row]))
         return entity
 
     def update(self, entity: str | Entity, **fields: Any) -> Entity:
@@ -550,7 +582,9 @@ class Library:
         allowed = {"description", "aliases", "tags", "attributes", "rights", "kind"}
         unknown = set(fields) - allowed
         if unknown:
-            raise InvalidInputError(f"cannot update {sorted(unknown)}; updatable fields: {sorted(allowed)} (use rename for the name)")
+            raise InvalidInputError(
+                f"cannot update {sorted(unknown)}; updatable fields: {sorted(allowed)} (use rename for the name)"
+            )
         from pydantic import ValidationError
 
         with self.store.write_lock():
@@ -605,10 +639,10 @@ class Library:
     def search(
         self,
         vector: Any,
-        column: Optional[str] = None,
+        column: str | None = None,
         *,
         k: int = 10,
-        kind: Optional[str] = None,
+        kind: str | None = None,
         with_images: bool = False,
     ) -> builtins.list[tuple[float, Reference]]:
         """Nearest references by inner product on normalised vectors, via the FAISS hot index."""
@@ -636,9 +670,12 @@ class Library:
             return []
         columns = REFERENCE_META_COLUMNS + (["image"] if with_images else [])
         where = self._where(sql_int_in("key", keys))
-        rows = {r["key"]: r for r in self._live(self.store.references.search().where(where).select(columns).limit(None).to_list())}
+        rows = {
+            r["key"]: r
+            for r in self._live(self.store.references.search().where(where).select(columns).limit(None).to_list())
+        }
         out = []
-        for score, key in zip(scores[0], keys):
+        for score, key in zip(scores[0], keys, strict=False):
             if key in rows:
                 out.append((float(score), Reference.from_row(rows[key], [])))
         return out

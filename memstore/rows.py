@@ -7,6 +7,7 @@ float64, ``bool``, ``bytes`` -> large_binary, ``datetime`` -> UTC microseconds, 
 ``Literal[...]`` of strings -> string, a ``dict`` -> JSON text); ``Annotated[T, Col(...)]`` says
 what the Python type cannot: a narrower type (int32, float32), a column name, NOT NULL.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -20,7 +21,11 @@ from pydantic import BaseModel
 
 TS = pa.timestamp("us", tz="UTC")
 _SCALARS: dict[Any, pa.DataType] = {
-    str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_(), bytes: pa.large_binary(),
+    str: pa.string(),
+    int: pa.int64(),
+    float: pa.float64(),
+    bool: pa.bool_(),
+    bytes: pa.large_binary(),
     dt.datetime: TS,
 }
 

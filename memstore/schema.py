@@ -5,18 +5,19 @@ Why not ``LanceModel``: vector columns are added per configured embedder at run 
 per embedder), so the references table's schema is built from the fixed fields below plus a field
 per embedder, each carrying that embedder's name, spec and dimension in its field metadata.
 """
+
 from __future__ import annotations
 
 import json
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .rows import NOT_NULL, TS, Col, model_fields
+from .rows import NOT_NULL, Col, model_fields
 from .validation import Kind, Source, clean_description, clean_era, clean_name, clean_tags, clean_text
 
 Id = Annotated[str, NOT_NULL]
@@ -42,14 +43,14 @@ class Rights(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     # flattened into the entities table under these column names
-    owner: Annotated[Optional[str], Col(name="rights_owner")] = None
-    license: Annotated[Optional[str], Col(name="rights_license")] = None
-    consent: Optional[bool] = None  # None: not recorded
-    expires: Annotated[Optional[datetime], Col(name="rights_expires")] = None
+    owner: Annotated[str | None, Col(name="rights_owner")] = None
+    license: Annotated[str | None, Col(name="rights_license")] = None
+    consent: bool | None = None  # None: not recorded
+    expires: Annotated[datetime | None, Col(name="rights_expires")] = None
 
     @field_validator("owner", "license")
     @classmethod
-    def _text(cls, value: Optional[str]) -> Optional[str]:
+    def _text(cls, value: str | None) -> str | None:
         return None if value is None else clean_text(value, "rights field")
 
     def problem(self, at: datetime | None = None) -> str | None:
@@ -98,7 +99,7 @@ class Entity(BaseModel):
     def names(self) -> list[str]:
         return [self.name, *self.aliases]
 
-    def to_json(self, references: "list[Reference] | None" = None) -> dict[str, Any]:
+    def to_json(self, references: list[Reference] | None = None) -> dict[str, Any]:
         """The one JSON shape of an entity (CLI, HTTP API, provenance), optionally with its references."""
         data = self.model_dump(mode="json")
         if references is not None:
@@ -127,7 +128,7 @@ class Entity(BaseModel):
         }
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Entity":
+    def from_row(cls, row: dict[str, Any]) -> Entity:
         return cls.model_construct(
             id=row["id"],
             library=row["library"],
@@ -158,16 +159,16 @@ class Reference(BaseModel):
     kind: Annotated[Kind, NOT_NULL]
     era: Id = "default"
     source: Annotated[Source, NOT_NULL] = "registered"
-    image: Optional[bytes] = Field(default=None, repr=False)
+    image: bytes | None = Field(default=None, repr=False)
     image_format: str = "png"
     width: Int32
     height: Int32
     sha256: str
-    story: Optional[str] = None
-    shot: Optional[Int32] = None
-    frame: Optional[Int32] = None
-    face_box: Annotated[Optional[list[float]], Col(type=pa.list_(pa.float32()))] = None  # x0, y0, x1, y1 in pixels
-    quality: Optional[Float32] = None
+    story: str | None = None
+    shot: Int32 | None = None
+    frame: Int32 | None = None
+    face_box: Annotated[list[float] | None, Col(type=pa.list_(pa.float32()))] = None  # x0, y0, x1, y1 in pixels
+    quality: Float32 | None = None
     created: datetime = Field(default_factory=now)
     vectors: dict[str, np.ndarray] = Field(default_factory=dict, repr=False)  # one column per embedder
 
@@ -181,10 +182,22 @@ class Reference(BaseModel):
         """The one JSON shape of a reference: its metadata and the names of its vector columns
         (never the image bytes or the vectors themselves)."""
         return {
-            "id": self.id, "entity_id": self.entity_id, "library": self.library, "kind": self.kind,
-            "era": self.era, "source": self.source, "format": self.image_format, "width": self.width,
-            "height": self.height, "sha256": self.sha256, "face_box": self.face_box, "quality": self.quality,
-            "story": self.story, "shot": self.shot, "frame": self.frame, "vectors": sorted(self.vectors),
+            "id": self.id,
+            "entity_id": self.entity_id,
+            "library": self.library,
+            "kind": self.kind,
+            "era": self.era,
+            "source": self.source,
+            "format": self.image_format,
+            "width": self.width,
+            "height": self.height,
+            "sha256": self.sha256,
+            "face_box": self.face_box,
+            "quality": self.quality,
+            "story": self.story,
+            "shot": self.shot,
+            "frame": self.frame,
+            "vectors": sorted(self.vectors),
         }
 
     def pil(self):
@@ -204,7 +217,7 @@ class Reference(BaseModel):
         return row
 
     @classmethod
-    def from_row(cls, row: dict[str, Any], vector_columns: list[str]) -> "Reference":
+    def from_row(cls, row: dict[str, Any], vector_columns: list[str]) -> Reference:
         values = {name: row.get(name) for name in _REFERENCE_FIELDS}
         if values["face_box"] is not None:
             values["face_box"] = list(values["face_box"])
@@ -296,17 +309,17 @@ class ShotRecord(BaseModel):
     shot_index: Annotated[int, Col(type=pa.int32(), nullable=False)]
     library: Id
     input_hash: Id
-    prompt: Optional[str] = None
-    generator: Optional[str] = None
-    seed: Optional[int] = None
+    prompt: str | None = None
+    generator: str | None = None
+    seed: int | None = None
     retrieved: list[str] = Field(default_factory=list)
     memory: list[str] = Field(default_factory=list)
-    output: Optional[str] = None
-    provenance: Optional[str] = None
+    output: str | None = None
+    provenance: str | None = None
     created: datetime = Field(default_factory=now)
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "ShotRecord":
+    def from_row(cls, row: dict[str, Any]) -> ShotRecord:
         return cls.model_construct(**{**row, "created": _utc(row.get("created"))})
 
 

@@ -4,6 +4,7 @@ A record is written last for its shot (after its keyframes and files), so a shot
 finished; a rerun compares the record's ``input_hash`` with the shot's to resume or regenerate.
 Every read and delete is scoped to one library, like every other table of the store.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -24,12 +25,22 @@ class ShotLog:
 
     def _where(self, story_id: str, *clauses: str) -> str:
         return " AND ".join(
-            [f"library = {sql_str(self.library.name)}", f"story_id = {sql_str(clean_text(story_id, 'story id'))}", *clauses]
+            [
+                f"library = {sql_str(self.library.name)}",
+                f"story_id = {sql_str(clean_text(story_id, 'story id'))}",
+                *clauses,
+            ]
         )
 
     def hashes(self, story_id: str) -> dict[int, str]:
         """Shot index -> the input hash it was made with, for every finished shot of a story."""
-        rows = self.store.shots.search().where(self._where(story_id)).select(["shot_index", "input_hash"]).limit(None).to_list()
+        rows = (
+            self.store.shots.search()
+            .where(self._where(story_id))
+            .select(["shot_index", "input_hash"])
+            .limit(None)
+            .to_list()
+        )
         return {int(r["shot_index"]): r["input_hash"] for r in rows}
 
     def records(self, story_id: str) -> list[ShotRecord]:
@@ -43,7 +54,9 @@ class ShotLog:
 
     def stories(self) -> list[str]:
         """Ids of the stories this library has finished shots of."""
-        table = self.store.shots.to_lance().to_table(columns=["story_id"], filter=f"library = {sql_str(self.library.name)}")
+        table = self.store.shots.to_lance().to_table(
+            columns=["story_id"], filter=f"library = {sql_str(self.library.name)}"
+        )
         return sorted(set(table.column("story_id").to_pylist()))
 
     def add(self, record: ShotRecord) -> None:

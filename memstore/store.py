@@ -3,19 +3,20 @@
 It owns the connection, the tables, the write lock and the per-library configuration (which
 embedders index a library, which FAISS factory its index uses). Libraries are views on it.
 """
+
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import hashlib
-import shutil
 import json
 import os
+import shutil
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable, Iterator
-from typing import Any, Optional, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -79,7 +80,9 @@ class VersionWatch:
             except OSError:
                 mtime = None
             if (
-                mtime is not None and self._seen is not None and self._seen[0] == mtime
+                mtime is not None
+                and self._seen is not None
+                and self._seen[0] == mtime
                 and time.time_ns() - mtime > self.SAFE_S * 1e9
             ):
                 return self._seen[1]
@@ -93,7 +96,6 @@ class VersionWatch:
         if mtime is not None:
             self._seen = (mtime, version)
         return version
-
 
 
 class ReferenceColumn:
@@ -126,7 +128,9 @@ class ReferenceColumn:
         if keys is None:
             return lance.to_table(columns=columns, filter=self._where())
         parts = [
-            lance.to_table(columns=columns, filter=f"{self._where()} AND {sql_int_in('key', keys[i : i + self.FETCH_CHUNK])}")
+            lance.to_table(
+                columns=columns, filter=f"{self._where()} AND {sql_int_in('key', keys[i : i + self.FETCH_CHUNK])}"
+            )
             for i in range(0, len(keys), self.FETCH_CHUNK)
         ]
         return pa.concat_tables(parts) if parts else lance.to_table(columns=columns, filter="false")
@@ -141,14 +145,14 @@ class Store:
         self._local = _is_local(uri)
         self._thread_lock = threading.RLock()
         self._lock_depth = 0
-        self._lock_file: Optional[Any] = None
+        self._lock_file: Any | None = None
         self._indexes: dict[tuple[str, str], Any] = {}
         self._text_index: Any = None
         self._writes: dict[str, int] = {}
 
     # --- opening ------------------------------------------------------------------------------
     @classmethod
-    def init(cls, uri: str | os.PathLike | None = None) -> "Store":
+    def init(cls, uri: str | os.PathLike | None = None) -> Store:
         """Create a store at ``uri`` (or open it when it already is one)."""
         uri = str(uri or default_db())
         if _is_local(uri):
@@ -186,7 +190,7 @@ class Store:
         self.db.create_table(name, schema=schema)
 
     @classmethod
-    def open(cls, uri: str | os.PathLike | None = None, *, create: bool = False) -> "Store":
+    def open(cls, uri: str | os.PathLike | None = None, *, create: bool = False) -> Store:
         """Open an existing store; with ``create`` make it when missing."""
         uri = str(uri or default_db())
         if _is_local(uri):
@@ -219,7 +223,9 @@ class Store:
                 try:
                     return cls.init(uri)
                 except Exception:
-                    raise StoreError(f"{uri}: table {name!r} cannot be opened ({exc}); restore it from a backup or an export") from None
+                    raise StoreError(
+                        f"{uri}: table {name!r} cannot be opened ({exc}); restore it from a backup or an export"
+                    ) from None
         fmt = store.get_config("format", {}).get("version")
         if fmt != FORMAT_VERSION:
             raise StoreError(f"{uri} has store format {fmt}, this version reads format {FORMAT_VERSION}")
@@ -227,8 +233,9 @@ class Store:
 
     @staticmethod
     def _connect(uri: str) -> Any:
-        import lancedb
         from datetime import timedelta
+
+        import lancedb
 
         # Strong consistency: other processes' commits are seen at the next read.
         return lancedb.connect(uri, read_consistency_interval=timedelta(0))
@@ -329,7 +336,7 @@ class Store:
         return sorted(set(names) | set(configured))
 
     # --- vector columns -----------------------------------------------------------------------
-    def vector_columns(self, schema: Optional[pa.Schema] = None) -> dict[str, dict[str, str]]:
+    def vector_columns(self, schema: pa.Schema | None = None) -> dict[str, dict[str, str]]:
         """Column name -> its embedder metadata (embedder, spec, dim)."""
         out = {}
         for f in schema if schema is not None else self.references.schema:
@@ -382,8 +389,10 @@ class Store:
         if key not in self._indexes:
             config = self.library_config(library)
             self._indexes[key] = VectorIndex(
-                ReferenceColumn(self, library, column), self.index_dir() / library,
-                factory=config.get("index_factory", "auto"), params=config.get("index_params") or {},
+                ReferenceColumn(self, library, column),
+                self.index_dir() / library,
+                factory=config.get("index_factory", "auto"),
+                params=config.get("index_params") or {},
             )
         index = self._indexes[key]
         index.sync()
@@ -458,7 +467,7 @@ class Store:
             self.retry(lambda: table.optimize())
         return True
 
-    def library(self, name: str = "default") -> "Any":
+    def library(self, name: str = "default") -> Any:
         from .library import Library
 
         return Library(self, name)

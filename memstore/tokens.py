@@ -10,6 +10,7 @@ their reference or entity (:meth:`Library.remove`, :meth:`Library.remove_referen
 An encoder is any object with ``spec: str`` (naming model, weights and layer) and
 ``encode(images: list[PIL.Image]) -> np.ndarray`` whose first axis is the image.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -65,9 +66,13 @@ class TokenCache:
         row = rows.get(reference_id)
         if row is None:
             return None
-        current = self.store.references.search().where(
-            self._where(f"id = {sql_str(reference_id)}")
-        ).select(["sha256"]).limit(1).to_list()
+        current = (
+            self.store.references.search()
+            .where(self._where(f"id = {sql_str(reference_id)}"))
+            .select(["sha256"])
+            .limit(1)
+            .to_list()
+        )
         if not current or current[0]["sha256"] != row.ref_sha256:
             return None  # the reference changed or is gone: the tokens describe another image
         return self._decode(row)
@@ -82,14 +87,21 @@ class TokenCache:
         except (TypeError, ValueError):
             raise EmbedderError(f"tokens for {spec} must be numbers, got {type(array).__name__}") from None
         if arr.size == 0 or not np.isfinite(arr).all():
-            raise EmbedderError(f"tokens for {spec} are empty or contain NaN/inf (shape {arr.shape}); the encoder is broken")
+            raise EmbedderError(
+                f"tokens for {spec} are empty or contain NaN/inf (shape {arr.shape}); the encoder is broken"
+            )
         with np.errstate(over="ignore"):
             stored = arr.astype(self.dtype)
         if not np.isfinite(stored).all():  # beyond float16's range: keep full precision
             stored = arr
         return TokenRow(
-            reference_id=reference.id, library=self.library.name, entity_id=reference.entity_id, spec=spec,
-            ref_sha256=reference.sha256, dtype=str(stored.dtype), shape=list(stored.shape),
+            reference_id=reference.id,
+            library=self.library.name,
+            entity_id=reference.entity_id,
+            spec=spec,
+            ref_sha256=reference.sha256,
+            dtype=str(stored.dtype),
+            shape=list(stored.shape),
             data=np.ascontiguousarray(stored).tobytes(),
         )
 
@@ -101,14 +113,23 @@ class TokenCache:
             ids = [r.reference_id for r in records]
             live = {
                 r["id"]
-                for r in self.store.references.search().where(self._where(sql_in("id", ids))).select(["id"]).limit(None).to_list()
+                for r in self.store.references.search()
+                .where(self._where(sql_in("id", ids)))
+                .select(["id"])
+                .limit(None)
+                .to_list()
             }
             rows = [r.model_dump() for r in records if r.reference_id in live]
             if not rows:
                 return
             table = self.store.tokens
             self.store.retry(
-                lambda: table.merge_insert(["reference_id", "spec"]).when_matched_update_all().when_not_matched_insert_all().execute(rows)
+                lambda: (
+                    table.merge_insert(["reference_id", "spec"])
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute(rows)
+                )
             )
             self.store.maybe_compact("tokens")
 
@@ -148,7 +169,7 @@ class TokenCache:
         if missing:
             todo = list(missing.values())
             arrays = self._encode(encoder, todo)
-            new_rows = [self._row(ref, spec, arr) for ref, arr in zip(todo, arrays)]
+            new_rows = [self._row(ref, spec, arr) for ref, arr in zip(todo, arrays, strict=False)]
             self._write(new_rows)
             for row in new_rows:
                 result[row.reference_id] = self._decode(row)
@@ -156,7 +177,11 @@ class TokenCache:
 
     def _encode(self, encoder: Any, refs: list[Reference]) -> np.ndarray:
         need_images = [r.id for r in refs if r.image is None]
-        loaded = {r.id: r for r in self.library.references(ids=need_images, with_images=True, with_vectors=False)} if need_images else {}
+        loaded = (
+            {r.id: r for r in self.library.references(ids=need_images, with_images=True, with_vectors=False)}
+            if need_images
+            else {}
+        )
         images = []
         for ref in refs:
             source = ref if ref.image is not None else loaded.get(ref.id)
@@ -165,7 +190,9 @@ class TokenCache:
             images.append(source.pil().convert("RGB"))
         out = np.asarray(encoder.encode(images))
         if out.ndim < 1 or out.shape[0] != len(images):
-            raise EmbedderError(f"encoder {encoder.spec} returned shape {out.shape} for {len(images)} images; expected one row per image")
+            raise EmbedderError(
+                f"encoder {encoder.spec} returned shape {out.shape} for {len(images)} images; expected one row per image"
+            )
         return out
 
 

@@ -3,11 +3,13 @@
 Names are kept as the user wrote them (NFC-normalised), but never reach SQL unquoted: filters are
 built with :func:`sql_str`, which is the single place where quoting happens.
 """
+
 from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Iterable, Literal, cast, get_args
+from collections.abc import Iterable
+from typing import Literal, cast, get_args
 
 from .errors import FilterError, InvalidInputError, InvalidNameError
 
@@ -94,9 +96,7 @@ def clean_source(source: object) -> Source:
 
 def clean_era(era: object) -> str:
     if not isinstance(era, str) or not _ERA_RE.match(era) or _has_control(era):
-        raise InvalidNameError(
-            f"era label {era!r} is not allowed; use 1-64 letters, digits, spaces or '_.:+-'"
-        )
+        raise InvalidNameError(f"era label {era!r} is not allowed; use 1-64 letters, digits, spaces or '_.:+-'")
     return era
 
 
@@ -121,9 +121,7 @@ def clean_description(text: object) -> str:
     if not _is_utf8(text):
         raise InvalidNameError("description is not valid Unicode (a lone surrogate); give valid text")
     if len(text) > MAX_DESCRIPTION_LENGTH:
-        raise InvalidNameError(
-            f"description has {len(text)} characters, at most {MAX_DESCRIPTION_LENGTH} are allowed"
-        )
+        raise InvalidNameError(f"description has {len(text)} characters, at most {MAX_DESCRIPTION_LENGTH} are allowed")
     # Keep newlines and tabs; drop other control characters rather than refuse prose.
     return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc").strip()
 

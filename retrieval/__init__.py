@@ -1,4 +1,5 @@
 """From a shot prompt and story context to the blueprints the shot needs. Imports no torch."""
+
 from __future__ import annotations
 
 from .context import StoryContext

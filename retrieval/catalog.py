@@ -1,5 +1,6 @@
 """A library's entities as the retriever sees them: held in memory per entities-table version,
 looked up by name, and filtered by a query's kinds, tags and consent."""
+
 from __future__ import annotations
 
 import threading

@@ -8,6 +8,7 @@
 
 Call :meth:`StoryContext.update` with each shot's result, in story order.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,9 +33,20 @@ FEMALE = frozenset(
     aunt grandmother mrs ms miss madam female witch
     """.split()
 )
-PRONOUNS = {"he": "male", "him": "male", "his": "male", "himself": "male",
-            "she": "female", "her": "female", "hers": "female", "herself": "female",
-            "they": "plural", "them": "plural", "their": "plural", "themselves": "plural"}
+PRONOUNS = {
+    "he": "male",
+    "him": "male",
+    "his": "male",
+    "himself": "male",
+    "she": "female",
+    "her": "female",
+    "hers": "female",
+    "herself": "female",
+    "they": "plural",
+    "them": "plural",
+    "their": "plural",
+    "themselves": "plural",
+}
 #: head nouns of definite descriptions that may name a cast member ("the queen", "the old man")
 ROLE_NOUNS = frozenset(
     """
@@ -151,8 +163,10 @@ class StoryContext:
             for c in everyone:
                 words_c = role_words(characters[c])
                 hit = len(want & words_c)
-                if head in words_c or (head in MALE and gender_of(characters[c]) == "male") or (
-                    head in FEMALE and gender_of(characters[c]) == "female"
+                if (
+                    head in words_c
+                    or (head in MALE and gender_of(characters[c]) == "male")
+                    or (head in FEMALE and gender_of(characters[c]) == "female")
                 ):
                     if best is None or hit > best[1]:  # ties: the earlier, i.e. most recent, wins
                         best = (c, hit)

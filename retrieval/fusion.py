@@ -10,6 +10,7 @@ nobody in it is still rank 1). Calibrated evidence keeps absolute strength, agre
 can), and every term is printable as a reason. The weights below were set by hand on two ST-Bench
 stories (bean, cat) and checked on the other annotated ones (benchmarks/bench_retrieval_quality.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence

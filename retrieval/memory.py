@@ -11,6 +11,7 @@ Two policies share one budget:
   fill by recency. A character absent for 50 shots still comes back with their last good frame,
   which ``sink_recent`` drops once the window has moved on.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -73,7 +74,7 @@ def select_sink_recent(frames: Sequence[MemoryFrame], budget: int = 10, sinks: i
         return [(f, "sink (first keyframes)" if i < sinks else "within budget") for i, f in enumerate(frames)]
     sinks = min(sinks, budget)
     head = frames[:sinks]
-    tail = frames[len(frames) - (budget - sinks):] if budget > sinks else []
+    tail = frames[len(frames) - (budget - sinks) :] if budget > sinks else []
     return [(f, "sink (first keyframes)") for f in head] + [(f, "recent") for f in tail]
 
 

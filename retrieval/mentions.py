@@ -10,6 +10,7 @@ capitalised, and at the start of a sentence (where every word is capitalised) it
 cue: a possessive, a following verb-like word from a short list, or the character already being
 on screen in the story.
 """
+
 from __future__ import annotations
 
 import re
@@ -167,7 +168,7 @@ def _cued(prompt: str, start: int, end: int) -> bool:
 def _accept(entity: Entity, name: str, prompt: str, start: int, end: int, on_screen: set[str]) -> bool:
     if not is_guarded(entity, name):
         return True
-    if not prompt[start:start + 1].isupper():
+    if not prompt[start : start + 1].isupper():
         return False  # "hope", "will", "rose": the word, not the character
     if not _sentence_start(prompt, start):
         return True  # "... and Hope ..." mid-sentence capitalised: a name

@@ -3,6 +3,7 @@
 Frozen dataclasses so results can be cached, compared and logged; ``to_json`` gives the shape the
 command line and the HTTP API print.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -65,8 +66,7 @@ class Hit:
             "reasons": list(self.reasons),
             "signals": {k: round(float(v), 6) for k, v in self.signals},
             "references": [
-                {"id": r.id, "era": r.era, "source": r.source, "sha256": r.sha256, "story": r.story,
-                 "shot": r.shot}
+                {"id": r.id, "era": r.era, "source": r.source, "sha256": r.sha256, "story": r.story, "shot": r.shot}
                 for r in self.references
             ],
         }
@@ -104,8 +104,14 @@ class RetrievalResult:
             "shot_index": self.query.shot_index,
             "hits": [h.to_json() for h in self.hits],
             "memory": [
-                {"id": r.id, "entity_id": r.entity_id, "story": r.story, "shot": r.shot, "frame": r.frame,
-                 "reason": why}
+                {
+                    "id": r.id,
+                    "entity_id": r.entity_id,
+                    "story": r.story,
+                    "shot": r.shot,
+                    "frame": r.frame,
+                    "reason": why,
+                }
                 # reasons may be missing (or fewer) for memory set by hand: pair what there is
                 for r, why in zip(self.memory, self.memory_reasons or ("",) * len(self.memory), strict=False)
             ],

@@ -1,5 +1,6 @@
 """Which references of the chosen entities to condition on: era, source order, quality, relevance
 to the prompt, and MMR diversity; then the images of the chosen references only (one read)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -78,15 +79,17 @@ def _with_images(library: Library, chosen: dict[str, list[Reference]]) -> dict[s
     if not ids:
         return chosen
     images = library.images(ids)
-    return {
-        eid: [r.model_copy(update={"image": images.get(r.id)}) for r in refs] for eid, refs in chosen.items()
-    }
+    return {eid: [r.model_copy(update={"image": images.get(r.id)}) for r in refs] for eid, refs in chosen.items()}
 
 
 def from_the_future(ref: Reference, query: ShotQuery) -> bool:
     """A keyframe harvested from this story's shot ``shot_index`` or later: using it would make a
     shot depend on its own output (and a rerun differ from the first run)."""
     return (
-        ref.source == "harvested" and query.story_id is not None and query.shot_index is not None
-        and ref.story == query.story_id and ref.shot is not None and ref.shot >= query.shot_index
+        ref.source == "harvested"
+        and query.story_id is not None
+        and query.shot_index is not None
+        and ref.story == query.story_id
+        and ref.shot is not None
+        and ref.shot >= query.shot_index
     )

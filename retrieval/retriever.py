@@ -8,6 +8,7 @@ text->image over the FAISS hot index and text->text over cached entity text vect
 are fused (:mod:`retrieval.fusion`), cut to per-kind budgets, and only then are the chosen
 entities' references read, and the images of only the chosen references.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -92,9 +93,7 @@ class Retriever:
         self.text_embedder = _text_embedder(library, text_embedder)
         self.dense = DenseIndex(library, self.text_embedder) if self.text_embedder is not None else None
         if signals is None:
-            signals = default_signals(
-                dense=self.dense, lexical=lexical, dense_k=dense_k, dense_ranges=dense_ranges
-            )
+            signals = default_signals(dense=self.dense, lexical=lexical, dense_k=dense_k, dense_ranges=dense_ranges)
         self.signals: list[Signal] = list(signals)
         self._catalog = EntityCatalog(library)
 
@@ -127,8 +126,15 @@ class Retriever:
         snapshot = self._catalog.get()
         allowed, notes = allowed_ids(query, snapshot.by_id)
         given = SignalInput(
-            query=query, context=context, library=self.library, entities=snapshot.by_id, allowed=allowed,
-            matcher=snapshot.matcher, version=snapshot.version, text_embedder=self.text_embedder, notes=notes,
+            query=query,
+            context=context,
+            library=self.library,
+            entities=snapshot.by_id,
+            allowed=allowed,
+            matcher=snapshot.matcher,
+            version=snapshot.version,
+            text_embedder=self.text_embedder,
+            notes=notes,
         )
         terms = self._terms(given)
         evidence = fuse(terms)
@@ -141,15 +147,11 @@ class Retriever:
         # the filter again here: a signal of someone else's cannot surface an entity the query refused
         return [t for signal in self.signals for t in signal.terms(given) if t.entity_id in given.allowed]
 
-    def _within_budgets(
-        self, evidence: dict[str, Evidence], terms: Sequence[Term], given: SignalInput
-    ) -> Chosen:
+    def _within_budgets(self, evidence: dict[str, Evidence], terms: Sequence[Term], given: SignalInput) -> Chosen:
         by_id = given.entities
         ranked = rank(evidence, lambda eid: by_id[eid].kind, self.weights)
         pinned = frozenset(t.entity_id for t in terms if t.pinned)
-        chosen = apply_budgets(
-            ranked, k=given.query.k, budgets=self.budgets, min_score=self.min_score, always=pinned
-        )
+        chosen = apply_budgets(ranked, k=given.query.k, budgets=self.budgets, min_score=self.min_score, always=pinned)
         kept = {eid for eid, _, _ in chosen}
         dropped = [by_id[eid].name for eid, _, s in ranked if s >= self.min_score and eid not in kept]
         if dropped:
@@ -161,8 +163,11 @@ class Retriever:
             return {}
         entities = [given.entities[eid] for eid, _, _ in chosen]
         return choose_references(
-            self.library, entities, given.query,
-            prompt_vector=given.prompt_vector, dense_column=self.dense_column,
+            self.library,
+            entities,
+            given.query,
+            prompt_vector=given.prompt_vector,
+            dense_column=self.dense_column,
         )
 
 

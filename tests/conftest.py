@@ -1,4 +1,5 @@
 """Shared fixtures. Tests never touch a model hub."""
+
 from __future__ import annotations
 
 import os

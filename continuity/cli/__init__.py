@@ -5,6 +5,7 @@ This module only assembles: each command group lives in its own module (``store`
 instead of silently dropping its commands. The table below is the whole command surface, in the
 order ``continuity --help`` lists it.
 """
+
 from __future__ import annotations
 
 import typer
@@ -13,8 +14,7 @@ from . import embed, query, serve, store, story
 
 app = typer.Typer(
     name="continuity",
-    help="A memory for generative video: register blueprints, retrieve them per shot, "
-         "keep stories consistent.",
+    help="A memory for generative video: register blueprints, retrieve them per shot, keep stories consistent.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -1,4 +1,5 @@
 """Shared pieces of the command line: options, store opening, error handling, printing."""
+
 from __future__ import annotations
 
 import functools
@@ -24,8 +25,9 @@ R = TypeVar("R")
 console = Console()
 err_console = Console(stderr=True)
 
-DbOption = typer.Option(None, "--db", envvar="CONTINUITY_DB",
-                        help="Store folder or LanceDB URI (default ./continuity-db).")
+DbOption = typer.Option(
+    None, "--db", envvar="CONTINUITY_DB", help="Store folder or LanceDB URI (default ./continuity-db)."
+)
 LibraryOption = typer.Option("default", "--library", "-l", help="Library (namespace) inside the store.")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
@@ -59,10 +61,10 @@ def open_store(db: str | None, create: bool = False) -> Store:
 
 
 def open_library(db: str | None, library: str, create: bool = False) -> Library:
-    from memstore.library import Library
+    """The CLI opens existing stores only, unless a command creates one (``create``)."""
+    from memstore import open_library as open_memstore_library
 
-    store = open_store(db, create=create)
-    return Library(store, library)
+    return open_memstore_library(db, library, create=create)
 
 
 def print_json(data: object) -> None:
@@ -76,6 +78,11 @@ def progress_bar(total: int, description: str) -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True, disable=not err_console.is_terminal,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
     )

@@ -1,4 +1,5 @@
 """``continuity embedders`` / ``configure`` / ``reindex``: which embedders index a library."""
+
 # typer reads each option from its parameter's default, evaluated once as it expects:
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ from .common import (
     progress_bar,
 )
 
-EmbedderHelp = ('An embedder name (e.g. dlib) or a JSON config, '
-                'e.g. \'{"type": "open-clip", "model": "ViT-B-32"}\'.')
+EmbedderHelp = 'An embedder name (e.g. dlib) or a JSON config, e.g. \'{"type": "open-clip", "model": "ViT-B-32"}\'.'
 
 
 def parse_embedder(text: str) -> str | dict[str, Any]:
@@ -31,8 +31,7 @@ def parse_embedder(text: str) -> str | dict[str, Any]:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            fail(f"--embedder is not valid JSON ({exc.msg} at column {exc.colno}); "
-                 "give a name or a JSON object", 2)
+            fail(f"--embedder is not valid JSON ({exc.msg} at column {exc.colno}); give a name or a JSON object", 2)
         if not isinstance(value, dict) or "type" not in value:
             fail(f'--embedder JSON must be an object with a "type", got {text!r}', 2)
         return value
@@ -78,10 +77,12 @@ def embedders(
 
 @handle_errors
 def configure(
-    embedder: list[str] = typer.Option([], "--embedder", "-e",
-                                       help=EmbedderHelp + " Repeat for several; replaces the list."),
-    index_factory: str | None = typer.Option(None, "--index-factory",
-                                             help="FAISS factory string, e.g. HNSW32,Flat or auto."),
+    embedder: list[str] = typer.Option(
+        [], "--embedder", "-e", help=EmbedderHelp + " Repeat for several; replaces the list."
+    ),
+    index_factory: str | None = typer.Option(
+        None, "--index-factory", help="FAISS factory string, e.g. HNSW32,Flat or auto."
+    ),
     library: str = LibraryOption,
     db: str | None = DbOption,
     as_json: bool = JsonOption,
@@ -103,14 +104,18 @@ def configure(
     if as_json:
         print_json(config)
         return
-    console.print(f"library {lib.name!r}: embedders {[e.column_name for e in lib.embedders]}, "
-                  f"index {config.get('index_factory', 'auto')}", highlight=False)
+    console.print(
+        f"library {lib.name!r}: embedders {[e.column_name for e in lib.embedders]}, "
+        f"index {config.get('index_factory', 'auto')}",
+        highlight=False,
+    )
 
 
 @handle_errors
 def reindex(
-    embedder: str | None = typer.Option(None, "--embedder", "-e",
-                                        help=EmbedderHelp + " Added to the library when new."),
+    embedder: str | None = typer.Option(
+        None, "--embedder", "-e", help=EmbedderHelp + " Added to the library when new."
+    ),
     force: bool = typer.Option(False, "--force", help="Recompute vectors that exist already."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     library: str = LibraryOption,
@@ -128,8 +133,9 @@ def reindex(
         task = bar.add_task("reindexing", total=total)
         written: dict[str, int] = {}
         for emb in targets:
-            written.update(run_reindex(lib, emb, batch_size=batch_size, force=force,
-                                       progress=lambda n: bar.advance(task, n)))
+            written.update(
+                run_reindex(lib, emb, batch_size=batch_size, force=force, progress=lambda n: bar.advance(task, n))
+            )
     if as_json:
         print_json({"library": lib.name, "written": written})
         return

@@ -1,4 +1,5 @@
 """``continuity query``: what would this shot retrieve, and why."""
+
 # typer reads each option from its parameter's default, evaluated once as it expects:
 from __future__ import annotations
 
@@ -25,8 +26,7 @@ if TYPE_CHECKING:  # retrieval and the store load only when the command runs
     from retrieval import RetrievalResult, Retriever, ShotQuery, StoryContext
 
 
-def _replay(retriever: Retriever, story_path: Path, shot: int,
-            prompt: str | None) -> tuple[ShotQuery, StoryContext]:
+def _replay(retriever: Retriever, story_path: Path, shot: int, prompt: str | None) -> tuple[ShotQuery, StoryContext]:
     """Replay the story's context up to shot ``shot`` (1-based, global) and return its query and context."""
     from retrieval import ShotQuery, StoryContext
 
@@ -39,8 +39,11 @@ def _replay(retriever: Retriever, story_path: Path, shot: int,
     for index, scene, item in script.iter_shots():
         query = ShotQuery(
             prompt=item.prompt if (index + 1 != shot or not prompt) else prompt,
-            story_id=script.id, shot_index=index, cut=item.cut,
-            cast=tuple(item.cast) if item.cast else None, location=item.location or scene.location,
+            story_id=script.id,
+            shot_index=index,
+            cut=item.cut,
+            cast=tuple(item.cast) if item.cast else None,
+            location=item.location or scene.location,
         )
         if index + 1 == shot:
             return query, context
@@ -58,10 +61,8 @@ def _image_matches(library: Library, image: Path, k: int) -> dict[str, list[Imag
 
 @handle_errors
 def query(
-    prompt: str | None = typer.Argument(None,
-                                        help="The shot prompt (with --story: overrides that shot's prompt)."),
-    story: Path | None = typer.Option(None, "--story",
-                                      help="Story script; replays its context up to --shot."),
+    prompt: str | None = typer.Argument(None, help="The shot prompt (with --story: overrides that shot's prompt)."),
+    story: Path | None = typer.Option(None, "--story", help="Story script; replays its context up to --shot."),
     shot: int | None = typer.Option(None, "--shot", help="1-based shot number in the story (with --story)."),
     k: int = typer.Option(8, "--k", help="At most this many entities."),
     references: int = typer.Option(2, "--references", help="References per entity."),
@@ -85,8 +86,17 @@ def query(
     result = None
     if story is not None and shot is not None:
         base, context = _replay(retriever, story, shot, prompt)
-        q = ShotQuery(prompt=base.prompt, story_id=base.story_id, shot_index=base.shot_index, cut=base.cut,
-                      cast=base.cast, location=base.location, k=k, references_per_entity=references, era=era)
+        q = ShotQuery(
+            prompt=base.prompt,
+            story_id=base.story_id,
+            shot_index=base.shot_index,
+            cut=base.cut,
+            cast=base.cast,
+            location=base.location,
+            k=k,
+            references_per_entity=references,
+            era=era,
+        )
         result = retriever.retrieve(q, context)
     elif prompt:
         result = retriever.retrieve(ShotQuery(prompt=prompt, k=k, references_per_entity=references, era=era))

@@ -1,4 +1,5 @@
 """``continuity serve``: run the HTTP API (see :mod:`continuity.server`) with uvicorn."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -23,13 +24,14 @@ def _api_key(api_key_env: str | None, host: str) -> str | None:
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env)
         if not api_key or not api_key.strip():
-            fail(f"--api-key-env {api_key_env}: that environment variable is unset or empty; "
-                 "export the key in it", 2)
+            fail(f"--api-key-env {api_key_env}: that environment variable is unset or empty; export the key in it", 2)
         return api_key
     if not _is_loopback(host):
         # Reachable from other machines with no key: allowed (a trusted network), but said aloud.
-        err_console.print(f"[yellow]warning:[/] serving on {host} without an API key; "
-                          "anyone who can reach it can write; use --api-key-env")
+        err_console.print(
+            f"[yellow]warning:[/] serving on {host} without an API key; "
+            "anyone who can reach it can write; use --api-key-env"
+        )
     return None
 
 
@@ -39,9 +41,10 @@ def serve(
     port: int = typer.Option(8765, "--port", help="TCP port."),
     db: str | None = DbOption,
     api_key_env: str | None = typer.Option(
-        None, "--api-key-env", metavar="NAME",
-        help="Name of an environment variable holding the API key; "
-             "clients then send 'Authorization: Bearer <key>'.",
+        None,
+        "--api-key-env",
+        metavar="NAME",
+        help="Name of an environment variable holding the API key; clients then send 'Authorization: Bearer <key>'.",
     ),
 ) -> None:
     """Serve the store over HTTP for pipelines on other machines (OpenAPI docs at /docs)."""

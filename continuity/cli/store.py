@@ -1,5 +1,6 @@
 """Store and library commands: init, register, add-image, list, show, rename, remove, export,
 import, import-folder, libraries. Registered onto the main app by :mod:`continuity.cli`."""
+
 # typer reads each option from its parameter's default, evaluated once as it expects:
 from __future__ import annotations
 
@@ -52,17 +53,30 @@ def register(
     """Register an entity with reference images; nothing is written if any image is bad."""
     if consent not in (None, "yes", "no"):
         fail(f"--consent must be 'yes' or 'no', got {consent!r}", 2)
-    rights = {"owner": rights_owner, "license": license,
-              "consent": None if consent is None else consent == "yes", "expires": expires}
+    rights = {
+        "owner": rights_owner,
+        "license": license,
+        "consent": None if consent is None else consent == "yes",
+        "expires": expires,
+    }
     lib = open_library(db, library, create=True)
     with progress_bar(len(image), "embedding") as bar:
         task = bar.add_task(f"embedding {name}", total=len(image) * max(1, len(lib.embedders)))
         entity = lib.register(
-            name, kind, images=[str(p) for p in image], aliases=alias, description=description,
-            tags=tag, era=era, rights=rights, progress=lambda n: bar.advance(task, n),
+            name,
+            kind,
+            images=[str(p) for p in image],
+            aliases=alias,
+            description=description,
+            tags=tag,
+            era=era,
+            rights=rights,
+            progress=lambda n: bar.advance(task, n),
         )
-    console.print(f"registered {entity.kind} [bold]{entity.name}[/] ({entity.id}) with {len(image)} image(s) "
-                  f"in library {lib.name!r}")
+    console.print(
+        f"registered {entity.kind} [bold]{entity.name}[/] ({entity.id}) with {len(image)} image(s) "
+        f"in library {lib.name!r}"
+    )
 
 
 @handle_errors
@@ -80,8 +94,7 @@ def add_image(
         task = bar.add_task("embedding", total=len(paths) * max(1, len(lib.embedders)))
         lib.add_images(name, [str(p) for p in paths], era=era, progress=lambda n: bar.advance(task, n))
     added = len(lib.references(name, with_vectors=False)) - before
-    console.print(f"added {added} new image(s) to [bold]{lib.get(name).name}[/] "
-                  f"({len(paths) - added} already stored)")
+    console.print(f"added {added} new image(s) to [bold]{lib.get(name).name}[/] ({len(paths) - added} already stored)")
 
 
 @handle_errors
@@ -137,8 +150,15 @@ def show(
     for col in ("id", "era", "source", "size", "face", "vectors", "sha256"):
         table.add_column(col)
     for ref in refs:
-        table.add_row(ref.id[:12], ref.era, ref.source, f"{ref.width}x{ref.height}",
-                      "yes" if ref.face_box else "-", ", ".join(sorted(ref.vectors)), ref.sha256[:12])
+        table.add_row(
+            ref.id[:12],
+            ref.era,
+            ref.source,
+            f"{ref.width}x{ref.height}",
+            "yes" if ref.face_box else "-",
+            ", ".join(sorted(ref.vectors)),
+            ref.sha256[:12],
+        )
     console.print(table)
 
 
@@ -174,26 +194,26 @@ def export_library(
     """Export one library to a single archive file."""
     lib = open_library(db, library)
     if lib.count()["entities"] == 0:
-        fail(f"library {library!r} has no entities; nothing to export "
-             f"(see: continuity list --library {library})")
+        fail(f"library {library!r} has no entities; nothing to export (see: continuity list --library {library})")
     counts = lib.export(out)
-    console.print(f"exported {counts['entities']} entities, {counts['references']} references, "
-                  f"{counts['tokens']} tokens to {out}")
+    console.print(
+        f"exported {counts['entities']} entities, {counts['references']} references, {counts['tokens']} tokens to {out}"
+    )
 
 
 @handle_errors
 def import_library(
     archive: Path = typer.Argument(..., help="Archive written by continuity export."),
-    library: str | None = typer.Option(None, "--library", "-l",
-                                       help="Import under this library name instead."),
+    library: str | None = typer.Option(None, "--library", "-l", help="Import under this library name instead."),
     db: str | None = DbOption,
 ) -> None:
     """Import an exported library; refused whole if any id or name clashes."""
     from memstore.archive import import_library as import_archive
 
     result = import_archive(open_store(db, create=True), archive, library)
-    console.print(f"imported {result['entities']} entities, {result['references']} references "
-                  f"into library {result['library']!r}")
+    console.print(
+        f"imported {result['entities']} entities, {result['references']} references into library {result['library']!r}"
+    )
 
 
 def _folder_plan(folder: Path) -> list[tuple[str, list[str], str]]:
@@ -227,8 +247,11 @@ def import_folder(
     with progress_bar(total, "embedding") as bar:
         task = bar.add_task("checking and embedding", total=total)
         for name, images, description in plan:
-            prepared.append(lib.prepare(name, kind, images=images, description=description, era=era,
-                                        progress=lambda n: bar.advance(task, n)))
+            prepared.append(
+                lib.prepare(
+                    name, kind, images=images, description=description, era=era, progress=lambda n: bar.advance(task, n)
+                )
+            )
     entities = lib.commit(prepared)
     names = ", ".join(e.name for e in entities)
     console.print(f"registered {len(entities)} {kind}(s) from {folder}: {names}")

@@ -1,4 +1,5 @@
 """``continuity story run`` and ``continuity demo``."""
+
 # typer reads each option from its parameter's default, evaluated once as it expects:
 from __future__ import annotations
 
@@ -20,8 +21,15 @@ story_app = typer.Typer(help="Run story scripts shot by shot with episodic memor
 def _progress() -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err_console, transient=True, disable=not err_console.is_terminal)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
 
 
 def run_hits(shot: ShotRun) -> list[str]:
@@ -30,16 +38,32 @@ def run_hits(shot: ShotRun) -> list[str]:
 
 def _summary(run: StoryRun, as_json: bool) -> None:
     if as_json:
-        print_json({
-            "story": run.story.id, "out": str(run.out_dir), "video": str(run.video) if run.video else None,
-            "report": str(run.report) if run.report else None, "metrics": run.metrics,
-            "shots": [{"index": s.index, "video": str(s.video), "skipped": s.skipped, "hits": run_hits(s),
-                       "memory": len(s.memory), "keyframes": len(s.keyframes)} for s in run.shots],
-        })
+        print_json(
+            {
+                "story": run.story.id,
+                "out": str(run.out_dir),
+                "video": str(run.video) if run.video else None,
+                "report": str(run.report) if run.report else None,
+                "metrics": run.metrics,
+                "shots": [
+                    {
+                        "index": s.index,
+                        "video": str(s.video),
+                        "skipped": s.skipped,
+                        "hits": run_hits(s),
+                        "memory": len(s.memory),
+                        "keyframes": len(s.keyframes),
+                    }
+                    for s in run.shots
+                ],
+            }
+        )
         return
     made = sum(not s.skipped for s in run.shots)
-    console.print(f"story [bold]{run.story.title or run.story.id}[/]: {len(run.shots)} shots "
-                  f"({made} generated, {len(run.shots) - made} resumed)")
+    console.print(
+        f"story [bold]{run.story.title or run.story.id}[/]: {len(run.shots)} shots "
+        f"({made} generated, {len(run.shots) - made} resumed)"
+    )
     if run.video:
         console.print(f"video:  {run.video}")
     if run.report:
@@ -75,16 +99,26 @@ def _absolute(weights: str | None) -> str | None:
 @story_app.command("run")
 @handle_errors
 def story_run(
-    script: Path = typer.Argument(..., help="Story script: native YAML/JSON, ST-Bench JSON or "
-                                            "ViStoryBench story.json."),
+    script: Path = typer.Argument(
+        ..., help="Story script: native YAML/JSON, ST-Bench JSON or ViStoryBench story.json."
+    ),
     generator: str = typer.Option("animatic", "--generator", "-g"),
-    model: str | None = typer.Option(None, "--model", help="Local diffusers pipeline folder (or a hub id in "
-                                     "the local HF cache) for prompt, ip-adapter, faceid, wan-vace, "
-                                     "wan-m2v."),
-    adapter: str | None = typer.Option(None, "--adapter", help="IP-Adapter / FaceID weights (folder or "
-                                       "file); a LoRA for wan-m2v."),
-    option: list[str] = typer.Option([], "--option", "-O", help="Generator option KEY=VALUE (VALUE read as "
-                                     "JSON when it parses), e.g. num_inference_steps=20; repeatable."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Local diffusers pipeline folder (or a hub id in "
+        "the local HF cache) for prompt, ip-adapter, faceid, wan-vace, "
+        "wan-m2v.",
+    ),
+    adapter: str | None = typer.Option(
+        None, "--adapter", help="IP-Adapter / FaceID weights (folder or file); a LoRA for wan-m2v."
+    ),
+    option: list[str] = typer.Option(
+        [],
+        "--option",
+        "-O",
+        help="Generator option KEY=VALUE (VALUE read as JSON when it parses), e.g. num_inference_steps=20; repeatable.",
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (MP4s, report.html, provenance)."),
     memory: str = typer.Option("relevant", "--memory", help="sink_recent | relevant | none"),
     budget: int = typer.Option(10, "--budget", help="Memory keyframes per shot."),
@@ -92,10 +126,14 @@ def story_run(
     width: int = typer.Option(640, "--width"),
     height: int = typer.Option(360, "--height"),
     fps: int = typer.Option(12, "--fps"),
-    override: list[str] = typer.Option([], "--override-consent", help="Use this entity despite missing "
-                                       "consent or expired rights (recorded in provenance)."),
-    require_consent: bool = typer.Option(False, "--require-consent",
-                                         help="Refuse entities whose consent is not recorded as yes."),
+    override: list[str] = typer.Option(
+        [],
+        "--override-consent",
+        help="Use this entity despite missing consent or expired rights (recorded in provenance).",
+    ),
+    require_consent: bool = typer.Option(
+        False, "--require-consent", help="Refuse entities whose consent is not recorded as yes."
+    ),
     shots: int | None = typer.Option(None, "--shots", help="Run only the first N shots."),
     library: str = LibraryOption,
     db: str | None = DbOption,
@@ -113,15 +151,27 @@ def story_run(
     story = load_story(script)
     check_generator(generator, model=model, adapter=adapter, options=options)  # before the store is touched
     lib = open_library(db, library, create=True)
-    config = RunConfig(generator=generator, generator_options=options, model=model, adapter=adapter,
-                       memory_policy=memory, memory_budget=budget, seed=seed, width=width, height=height,
-                       fps=fps, consent_overrides=tuple(override), require_consent=require_consent)
+    config = RunConfig(
+        generator=generator,
+        generator_options=options,
+        model=model,
+        adapter=adapter,
+        memory_policy=memory,
+        memory_budget=budget,
+        seed=seed,
+        width=width,
+        height=height,
+        fps=fps,
+        consent_overrides=tuple(override),
+        require_consent=require_consent,
+    )
     adapter_instance = build_generator(generator, lib, model=model, adapter=adapter, options=options)
     with _progress() as bar:
         total = story.num_shots if shots is None else min(shots, story.num_shots)
         task = bar.add_task(f"story {story.id}", total=total)
-        runner = StoryRunner(lib, out, config, generator=adapter_instance,
-                             progress=lambda i, n, what: bar.update(task, completed=i))
+        runner = StoryRunner(
+            lib, out, config, generator=adapter_instance, progress=lambda i, n, what: bar.update(task, completed=i)
+        )
         run = runner.run(story, stop_after=shots)
     _summary(run, as_json)
 

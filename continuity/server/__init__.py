@@ -11,6 +11,7 @@ Layout: :mod:`.app` assembles; :mod:`.state` holds the store and the ``Depends``
 :mod:`.errors`, :mod:`.limits` and :mod:`.auth` are the cross-cutting concerns; :mod:`.routers` has
 one ``APIRouter`` per resource.
 """
+
 from __future__ import annotations
 
 from .app import create_app

@@ -1,5 +1,6 @@
 """``create_app``: the FastAPI app over one store, assembled from the routers, the limits, the
 key check and the error handlers."""
+
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI

@@ -1,6 +1,7 @@
 """The bearer key check. Routes carry it as a dependency (which also declares the scheme in the
 OpenAPI schema); a middleware runs the same check first, because a dependency runs only after
 FastAPI has parsed (spooled) the request body and never for /docs, /openapi.json or unknown paths."""
+
 from __future__ import annotations
 
 import hmac

@@ -1,5 +1,6 @@
 """Typed JSON error bodies: every error a client can cause is ``{"error": "<type>", "message": "<one line>"}``
 with a status mapped from :mod:`memstore.errors`; nothing a client sends yields a 500 with a traceback."""
+
 from __future__ import annotations
 
 import logging
@@ -121,7 +122,8 @@ class ErrorHandlers:
             message = self.http_413
         return JSONResponse(
             error_body(HTTP_ERROR_KINDS.get(exc.status_code, "HTTPError"), message),
-            status_code=exc.status_code, headers=getattr(exc, "headers", None),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     async def unexpected(self, request: Request, exc: Exception) -> JSONResponse:

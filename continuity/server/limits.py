@@ -1,5 +1,6 @@
 """Upload and body limits: a per-image byte limit, a cap on images per request, a whole-request
 limit enforced while the body streams in, and a far smaller one for JSON bodies."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,10 +40,7 @@ class BodyLimit:
 
     @property
     def summary(self) -> str:
-        return (
-            f"request body is too large; at most {MAX_IMAGES_PER_REQUEST} images"
-            f" of {self.per_upload} bytes each"
-        )
+        return f"request body is too large; at most {MAX_IMAGES_PER_REQUEST} images of {self.per_upload} bytes each"
 
 
 class _BodyTooLarge(Exception):
@@ -67,8 +65,10 @@ class BodyLimitMiddleware:
         limit = self.limit.total if upload else MAX_JSON_BYTES
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            message = self.limit.message if upload else (
-                f"request body is over {limit} bytes; a JSON request must be smaller"
+            message = (
+                self.limit.message
+                if upload
+                else (f"request body is over {limit} bytes; a JSON request must be smaller")
             )
             response = JSONResponse(error_body("PayloadTooLargeError", message), status_code=413)
             await response(scope, receive, send)
@@ -109,8 +109,7 @@ def load_uploads(uploads: list[UploadFile] | None, limit: int) -> list[EncodedIm
     uploads = [u for u in (uploads or []) if u is not None]
     if len(uploads) > MAX_IMAGES_PER_REQUEST:
         raise InvalidInputError(
-            f"got {len(uploads)} images in one request, at most {MAX_IMAGES_PER_REQUEST};"
-            " send them in several requests"
+            f"got {len(uploads)} images in one request, at most {MAX_IMAGES_PER_REQUEST}; send them in several requests"
         )
     return [_decode(upload, read_upload(upload, limit)) for upload in uploads]
 
@@ -121,5 +120,5 @@ def _decode(upload: UploadFile, data: bytes) -> EncodedImage:
     except ImageError as exc:  # name the upload instead of "<bytes>"
         message = str(exc)
         if message.startswith("<bytes>"):
-            message = f"{upload.filename or 'upload'}" + message[len("<bytes>"):]
+            message = f"{upload.filename or 'upload'}" + message[len("<bytes>") :]
         raise type(exc)(message) from None

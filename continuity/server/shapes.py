@@ -1,5 +1,6 @@
 """The JSON shapes the server returns: each record's own ``to_json()`` (see :mod:`memstore.schema`)
 plus, on every reference, the ``image_url`` where a remote pipeline fetches its image."""
+
 from __future__ import annotations
 
 from typing import Any

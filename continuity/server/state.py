@@ -1,5 +1,6 @@
 """The per-app state (one store, cached Library and Retriever objects) and the ``Depends``
 providers through which the routes reach it."""
+
 from __future__ import annotations
 
 import json

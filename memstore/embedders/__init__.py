@@ -1,4 +1,5 @@
 """Embedders: one registry table and its backends (colour histogram, open_clip, face identity)."""
+
 from .base import (
     BUILTIN_EMBEDDERS,
     Embedder,

@@ -10,6 +10,7 @@ embedder is first built, and one that fails to import is a :class:`MissingExtraE
 missing package and the extra, never "unknown embedder". Plugins add embedders with
 ``@register_embedder(name)``, which also sets the class's ``type_name``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -94,9 +95,7 @@ class Embedder(BaseModel, ABC):
         return result
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        raise EmbedderError(
-            f"embedder {self.type_name!r} has no text tower; use a CLIP embedder for text queries"
-        )
+        raise EmbedderError(f"embedder {self.type_name!r} has no text tower; use a CLIP embedder for text queries")
 
     def to_config(self) -> dict[str, Any]:
         return {"type": self.type_name, **self.model_dump(exclude_defaults=True)}
@@ -185,8 +184,7 @@ def _import_failed(entry: EmbedderEntry, module_name: str, err: ImportError) -> 
     first = str(err).splitlines()[0] if str(err) else type(err).__name__
     install = f"pip install 'continuity[{entry.extra}]'" if entry.extra else "pip install continuity"
     return MissingExtraError(
-        f"embedder {entry.name!r} cannot be loaded: {missing!r} failed to import ({first}); "
-        f"install it: {install}"
+        f"embedder {entry.name!r} cannot be loaded: {missing!r} failed to import ({first}); install it: {install}"
     )
 
 

@@ -8,6 +8,7 @@ cache) first, and a missing file is a :class:`MissingWeightsError` that says whe
 ``config_dir`` is a folder of extra architecture JSONs (open_clip's own format) registered with
 ``open_clip.add_model_config``, so a tiny architecture can be used without touching open_clip.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,7 +32,9 @@ def _open_clip() -> Any:
     try:
         import open_clip
     except ImportError:
-        raise MissingExtraError("open_clip is not installed; install the extra: pip install 'continuity[clip]'") from None
+        raise MissingExtraError(
+            "open_clip is not installed; install the extra: pip install 'continuity[clip]'"
+        ) from None
     return open_clip
 
 
@@ -179,8 +182,12 @@ class OpenClipEmbedder(Embedder):
         path, cfg = self.resolve_weights()
         device = resolve_device(self.device)
         kwargs: dict[str, Any] = {}
-        for ours, theirs in (("image_mean", "mean"), ("image_std", "std"), ("image_interpolation", "interpolation"),
-                             ("image_resize_mode", "resize_mode")):
+        for ours, theirs in (
+            ("image_mean", "mean"),
+            ("image_std", "std"),
+            ("image_interpolation", "interpolation"),
+            ("image_resize_mode", "resize_mode"),
+        ):
             if cfg.get(theirs) is not None:
                 kwargs[ours] = cfg[theirs]
         if cfg.get("quick_gelu"):
@@ -188,8 +195,12 @@ class OpenClipEmbedder(Embedder):
         with torch.random.fork_rng(devices=[]), _quiet_root_logger():
             torch.manual_seed(self.seed)  # random weights (pretrained=None) are reproducible
             model, _, preprocess = open_clip.create_model_and_transforms(
-                self.model, pretrained=path, device=device, precision=self.precision,
-                pretrained_text=False, **kwargs,
+                self.model,
+                pretrained=path,
+                device=device,
+                precision=self.precision,
+                pretrained_text=False,
+                **kwargs,
             )
         model.eval()
         self._model = model
@@ -260,8 +271,12 @@ class OpenClipEmbedder(Embedder):
         index = layer % len(visual.transformer.resblocks)
         with torch.inference_mode():
             res = visual.forward_intermediates(
-                pixels, indices=[index], stop_early=True, intermediates_only=True,
-                output_fmt="NLC", output_extra_tokens=True,
+                pixels,
+                indices=[index],
+                stop_early=True,
+                intermediates_only=True,
+                output_fmt="NLC",
+                output_extra_tokens=True,
             )
             tokens = torch.cat([res["image_intermediates_prefix"][0], res["image_intermediates"][0]], dim=1)
         return tokens.float().cpu().numpy()

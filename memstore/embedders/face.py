@@ -17,6 +17,7 @@ Two identity models, each usable with any detector of :mod:`.face_detect` (``det
 The YuNet detector (libfacedetection, permissive license; run by OpenCV) is the third backend: ``detector="yunet"`` for either model.
 An image without a face gives ``Embedding(vector=None)``: recorded, not an error.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,7 +43,9 @@ def to_rgb_array(image: Any) -> np.ndarray:
     else:
         arr = np.asarray(image.convert("RGB"))
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise EmbedderError(f"face embedders take RGB uint8 images, got an array of shape {arr.shape} and dtype {arr.dtype}")
+        raise EmbedderError(
+            f"face embedders take RGB uint8 images, got an array of shape {arr.shape} and dtype {arr.dtype}"
+        )
     return np.ascontiguousarray(arr)
 
 
@@ -66,8 +69,12 @@ class FaceEmbedder(Embedder):
     def face_detector(self) -> FaceDetector:
         if self._detector is None:
             self._detector = make_detector(
-                self.detector, threshold=self.det_thresh, max_side=self.max_side, upsample=self.upsample,
-                yunet_model_path=self.yunet_model, scrfd_file=self._scrfd_file() if self.detector == "scrfd" else None,
+                self.detector,
+                threshold=self.det_thresh,
+                max_side=self.max_side,
+                upsample=self.upsample,
+                yunet_model_path=self.yunet_model,
+                scrfd_file=self._scrfd_file() if self.detector == "scrfd" else None,
             )
         return self._detector
 
@@ -85,7 +92,10 @@ class FaceEmbedder(Embedder):
         if not detections:
             return []
         vectors = normalize_rows(self._embed_faces([(rgb, det) for det in detections]))
-        return [Embedding(vector=v, face_box=[float(x) for x in d.box], quality=d.score) for v, d in zip(vectors, detections)]
+        return [
+            Embedding(vector=v, face_box=[float(x) for x in d.box], quality=d.score)
+            for v, d in zip(vectors, detections, strict=False)
+        ]
 
     def _embed_faces(self, items: list[tuple[np.ndarray, Detection]]) -> np.ndarray:
         """(len(items), ndims) raw descriptors of one face per image."""
@@ -102,7 +112,7 @@ class FaceEmbedder(Embedder):
         if not found:
             return out
         vectors = normalize_rows(self._embed_faces([(rgb, det) for _, rgb, det in found]))
-        for (i, _, det), vec in zip(found, vectors):
+        for (i, _, det), vec in zip(found, vectors, strict=False):
             out[i] = Embedding(vector=vec, face_box=[float(v) for v in det.box], quality=det.score)
         return out
 
@@ -194,8 +204,11 @@ class InsightFaceEmbedder(FaceEmbedder):
     def spec(self) -> str:
         if self.recognition:
             if self._digest is None:  # a file path alone does not name weights: two files may share it
-                self._digest = hashlib.sha256(Path(self.recognition).expanduser().read_bytes()).hexdigest()[:12] \
-                    if Path(self.recognition).expanduser().is_file() else "missing"
+                self._digest = (
+                    hashlib.sha256(Path(self.recognition).expanduser().read_bytes()).hexdigest()[:12]
+                    if Path(self.recognition).expanduser().is_file()
+                    else "missing"
+                )
             return f"insightface:{Path(self.recognition).stem}-{self._digest}"
         return f"insightface:{Path(self.model).name}"
 

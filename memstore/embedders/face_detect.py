@@ -10,6 +10,7 @@ Landmarks are in ArcFace order: the eye on the image's left, the other eye, nose
 corner on the image's left, the other corner. Scores are mapped to [0, 1] (the quality recorded).
 Large images are detected on a copy scaled to ``max_side`` and boxes are scaled back.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,9 @@ def _require(module: str, extra: str) -> Any:
     try:
         return __import__(module)
     except ImportError:
-        raise MissingExtraError(f"{module} is not installed; install the extra: pip install 'continuity[{extra}]'") from None
+        raise MissingExtraError(
+            f"{module} is not installed; install the extra: pip install 'continuity[{extra}]'"
+        ) from None
 
 
 class FaceDetector:
@@ -70,7 +73,9 @@ class FaceDetector:
 
         h, w = rgb.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
-        small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        small = (
+            rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        )
         out = []
         for det in self._detect(np.ascontiguousarray(small), want_kps):
             x0, y0, x1, y1 = (v / scale for v in det.box)
@@ -102,7 +107,7 @@ class DlibDetector(FaceDetector):
         else:
             assert self.hog is not None  # one of the two detectors is always loaded
             rects, scores, _ = self.hog.run(rgb, self.upsample, self.threshold)
-            found = list(zip(rects, scores))
+            found = list(zip(rects, scores, strict=False))
         out = []
         for rect, score in found:
             box = (float(rect.left()), float(rect.top()), float(rect.right() + 1), float(rect.bottom() + 1))
@@ -131,7 +136,9 @@ class YuNetDetector(FaceDetector):
         try:
             self.net = cv2.FaceDetectorYN.create(self.model_path, "", (320, 320), self.threshold, 0.3, 5000)
         except cv2.error as exc:
-            raise EmbedderError(f"cannot load YuNet from {self.model_path}: {str(exc).splitlines()[-1]}; give a YuNet ONNX file") from None
+            raise EmbedderError(
+                f"cannot load YuNet from {self.model_path}: {str(exc).splitlines()[-1]}; give a YuNet ONNX file"
+            ) from None
 
     def _detect(self, rgb: np.ndarray, want_kps: bool) -> list[Detection]:
         h, w = rgb.shape[:2]
@@ -148,15 +155,23 @@ class YuNetDetector(FaceDetector):
 class ScrfdDetector(FaceDetector):
     name = "scrfd"
 
-    def __init__(self, model_file: str, threshold: float | None = None, max_side: int = 1280,
-                 det_size: int = 640, ctx_id: int = -1):
+    def __init__(
+        self,
+        model_file: str,
+        threshold: float | None = None,
+        max_side: int = 1280,
+        det_size: int = 640,
+        ctx_id: int = -1,
+    ):
         super().__init__(threshold, max_side)
         _require("insightface", "insightface")
         from insightface.model_zoo import get_model
 
         self.model = get_model(model_file)
         if self.model is None or getattr(self.model, "taskname", "") != "detection":
-            raise EmbedderError(f"{model_file} is not an SCRFD face detector; give the det_*.onnx of an insightface pack")
+            raise EmbedderError(
+                f"{model_file} is not an SCRFD face detector; give the det_*.onnx of an insightface pack"
+            )
         self.model.prepare(ctx_id, input_size=(det_size, det_size), det_thresh=self.threshold)
 
     def _detect(self, rgb: np.ndarray, want_kps: bool) -> list[Detection]:
@@ -169,8 +184,15 @@ class ScrfdDetector(FaceDetector):
         return out
 
 
-def make_detector(name: str, *, threshold: float | None = None, max_side: int = 1280, upsample: int = 1,
-                  yunet_model_path: str | None = None, scrfd_file: str | None = None) -> FaceDetector:
+def make_detector(
+    name: str,
+    *,
+    threshold: float | None = None,
+    max_side: int = 1280,
+    upsample: int = 1,
+    yunet_model_path: str | None = None,
+    scrfd_file: str | None = None,
+) -> FaceDetector:
     if name == "dlib":
         return DlibDetector(threshold, max_side, upsample)
     if name == "dlib-cnn":
@@ -179,6 +201,8 @@ def make_detector(name: str, *, threshold: float | None = None, max_side: int = 
         return YuNetDetector(threshold, max_side, yunet_model_path)
     if name == "scrfd":
         if scrfd_file is None:
-            raise EmbedderError("detector 'scrfd' needs an insightface model pack with a det_*.onnx; use detector='yunet' or 'dlib'")
+            raise EmbedderError(
+                "detector 'scrfd' needs an insightface model pack with a det_*.onnx; use detector='yunet' or 'dlib'"
+            )
         return ScrfdDetector(scrfd_file, threshold, max_side)
     raise EmbedderError(f"unknown face detector {name!r}; expected one of {DETECTORS}")

@@ -8,6 +8,7 @@
 - insightface model packs (``buffalo_l``...) are folders of ONNX files under
   ``<root>/models/<name>`` (root defaults to ``~/.insightface``), or any folder given by path.
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -4,9 +4,11 @@ It needs no model, so every store can index images out of the box and tests of t
 without torch. It finds images of similar palette, which is what an animatic needs, and nothing
 about identity: configure CLIP and a face embedder for that.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -4,6 +4,7 @@ Each batch is embedded first and then written in one ``merge_insert`` on ``id`` 
 so a crash leaves every reference either with its new vector or without it, and running again
 finishes the job: only references whose column is still empty are embedded (``force`` redoes all).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -49,8 +50,9 @@ def pending(library: Any, embedder: Embedder, *, force: bool = False) -> list[An
     return [r for r in refs if force or column not in r.vectors]
 
 
-def reindex(library: Any, embedder: Any = None, *, batch_size: int = 32, force: bool = False,
-            progress: Progress = None) -> dict[str, int]:
+def reindex(
+    library: Any, embedder: Any = None, *, batch_size: int = 32, force: bool = False, progress: Progress = None
+) -> dict[str, int]:
     """Compute missing vectors for ``embedder`` (added to the library's configuration when new)
     or, without one, for every configured embedder. Returns column -> references written."""
     embedders = [add_embedder(library, embedder)] if embedder is not None else list(library.embedders)
@@ -72,7 +74,7 @@ def _reindex_batch(library: Any, emb: Embedder, column: str, batch: list[Any]) -
     full = library.references(ids=ids, with_images=True, with_vectors=False)  # removed ones drop out
     results = emb.embed([r.pil() for r in full])
     rows = []
-    for ref, res in zip(full, results):
+    for ref, res in zip(full, results, strict=False):
         if res.vector is None:
             continue  # no face: the column stays empty, as at registration
         vec = np.asarray(res.vector, dtype=np.float32)
@@ -83,18 +85,26 @@ def _reindex_batch(library: Any, emb: Embedder, column: str, batch: list[Any]) -
         rows.append((ref.id, vec, box, quality))
     if not rows:
         return 0
-    data = pa.table({
-        "id": pa.array([r[0] for r in rows], pa.string()),
-        column: pa.array([r[1].tolist() for r in rows], pa.list_(pa.float32(), emb.ndims)),
-        "face_box": pa.array([None if r[2] is None else [float(x) for x in r[2]] for r in rows], pa.list_(pa.float32())),
-        "quality": pa.array([None if r[3] is None else float(r[3]) for r in rows], pa.float32()),
-    })
+    data = pa.table(
+        {
+            "id": pa.array([r[0] for r in rows], pa.string()),
+            column: pa.array([r[1].tolist() for r in rows], pa.list_(pa.float32(), emb.ndims)),
+            "face_box": pa.array(
+                [None if r[2] is None else [float(x) for x in r[2]] for r in rows], pa.list_(pa.float32())
+            ),
+            "quality": pa.array([None if r[3] is None else float(r[3]) for r in rows], pa.float32()),
+        }
+    )
     store = library.store
     with store.write_lock():
         # A reference removed while we embedded must not come back: update matches only.
         live = {
-            r["id"] for r in store.references.search().where(library._where(sql_in("id", [r[0] for r in rows])))
-            .select(["id"]).limit(None).to_list()
+            r["id"]
+            for r in store.references.search()
+            .where(library._where(sql_in("id", [r[0] for r in rows])))
+            .select(["id"])
+            .limit(None)
+            .to_list()
         }
         data = data.filter(pa.array([i in live for i in data.column("id").to_pylist()]))
         if data.num_rows:

@@ -1,4 +1,5 @@
 """One module per retrieval signal, each yielding :class:`Term` s from a :class:`SignalInput`."""
+
 from __future__ import annotations
 
 from .base import Signal, SignalInput, Term, TextEmbedder, embed_prompt, text_capable

@@ -6,6 +6,7 @@ much evidence, because ...". The retriever hands every term to :func:`retrieval.
 signal never sees another signal's terms, so adding one is a module and one entry in the
 retriever's signal list (:func:`retrieval.retriever.default_signals`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence

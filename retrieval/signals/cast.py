@@ -1,4 +1,5 @@
 """The explicit cast and location of a shot: the user said so, so these terms are pinned."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

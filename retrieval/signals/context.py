@@ -1,5 +1,6 @@
 """Story context as a signal: who a continuation shot carries over, whom a pronoun or a definite
 description ("the old man") points to (the resolution itself is :meth:`StoryContext.resolve`)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

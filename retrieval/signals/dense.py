@@ -6,6 +6,7 @@ entity scores its best reference. text -> text: the same text tower embeds every
 "name. description" once per entities-table version (cached), and the prompt is compared to
 those by cosine. Nothing here imports torch; the embedder loads its model when first asked.
 """
+
 from __future__ import annotations
 
 import threading
@@ -32,9 +33,7 @@ class DenseHit:
     reference_key: int | None = None  # the best-matching reference (text -> image)
 
 
-def search_images(
-    index: VectorIndex | None, query: np.ndarray, *, k: int, kind: str | None = None
-) -> list[DenseHit]:
+def search_images(index: VectorIndex | None, query: np.ndarray, *, k: int, kind: str | None = None) -> list[DenseHit]:
     """Entities whose references are nearest the query vector, best reference per entity."""
     if index is None or index.ntotal == 0:
         return []

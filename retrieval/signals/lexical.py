@@ -1,5 +1,6 @@
 """BM25 over an entity's name, aliases and description, through :meth:`Library.text_search`
 (the store keeps the full-text index; here only its scores are turned into evidence)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

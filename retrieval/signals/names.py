@@ -1,4 +1,5 @@
 """Names and aliases of registered entities written in the prompt (see :mod:`retrieval.mentions`)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -1,4 +1,5 @@
 """`continuity story run` and `continuity demo` as a user runs them."""
+
 from __future__ import annotations
 
 import json
@@ -32,21 +33,45 @@ def test_demo_writes_video_report_and_provenance(tmp_path):
 def test_story_run_on_st_bench(shared_dir, tmp_path):
     script = shared_dir / "data" / "st-bench" / "cat.json"
     db = str(tmp_path / "db")
-    result = runner.invoke(app, ["story", "run", str(script), "--out", str(tmp_path / "out"), "--shots", "3",
-                                 "--width", "160", "--height", "96", "--fps", "4", "--db", db, "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "story",
+            "run",
+            str(script),
+            "--out",
+            str(tmp_path / "out"),
+            "--shots",
+            "3",
+            "--width",
+            "160",
+            "--height",
+            "96",
+            "--fps",
+            "4",
+            "--db",
+            db,
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert [s["index"] for s in summary["shots"]] == [0, 1, 2]
     assert probe(tmp_path / "out" / "story.mp4")["frames"] > 0
 
 
-@pytest.mark.parametrize("content, message", [
-    ("scenes: []", "no scenes"),
-    ("scenes:\n  - shots:\n      - prompt: ''\n", "scene 1, shot 1"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("scenes: []", "no scenes"),
+        ("scenes:\n  - shots:\n      - prompt: ''\n", "scene 1, shot 1"),
+    ],
+)
 def test_bad_scripts_fail_in_one_line(tmp_path, content, message):
     script = tmp_path / "bad.yaml"
     script.write_text(content)
-    result = runner.invoke(app, ["story", "run", str(script), "--out", str(tmp_path / "out"), "--db", str(tmp_path / "db")])
+    result = runner.invoke(
+        app, ["story", "run", str(script), "--out", str(tmp_path / "out"), "--db", str(tmp_path / "db")]
+    )
     assert result.exit_code == 1
     assert message in result.output and result.output.strip().count("\n") == 0

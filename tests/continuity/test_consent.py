@@ -1,6 +1,7 @@
 """Rights and consent: Rights.problem() and check_rights() refuse entities whose person said no or
 whose rights expired (and, when asked, whose consent was never recorded), name each one in a
 one-line ConsentError that says how to override, and return the overrides that were used."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
@@ -57,7 +58,13 @@ def test_rights_problem_timezones():
 def test_rights_refuse_bad_fields():
     from pydantic import ValidationError
 
-    for bad in ({"consent": "maybe"}, {"expires": "not a date"}, {"owner": "a\x00b"}, {"license": "\ud800"}, {"bogus": 1}):
+    for bad in (
+        {"consent": "maybe"},
+        {"expires": "not a date"},
+        {"owner": "a\x00b"},
+        {"license": "\ud800"},
+        {"bogus": 1},
+    ):
         with pytest.raises(ValidationError):
             Rights(**bad)
 
@@ -114,7 +121,12 @@ def test_overrides_by_name_alias_or_id_are_returned(how):
     overrides = token if how == "bare-string" else {token}
     used = check_rights([aria, ent("Bram", consent=True)], overrides=overrides, at=AT)
     assert used == [ConsentOverride(aria.id, "Aria", "consent is 'no'", AT)]
-    assert used[0].to_json() == {"entity_id": aria.id, "name": "Aria", "reason": "consent is 'no'", "overridden_at": AT.isoformat()}
+    assert used[0].to_json() == {
+        "entity_id": aria.id,
+        "name": "Aria",
+        "reason": "consent is 'no'",
+        "overridden_at": AT.isoformat(),
+    }
 
 
 def test_an_override_covers_only_its_entity():
@@ -184,7 +196,7 @@ def test_check_rights_property(consents, expiry_days, overridden, require):
         ent(f"E{i}", consent=c, expires=None if expiry_days[i] is None else AT + timedelta(days=expiry_days[i]))
         for i, c in enumerate(consents)
     ]
-    overrides = {e.name for e, o in zip(entities, overridden) if o}
+    overrides = {e.name for e, o in zip(entities, overridden, strict=False) if o}
 
     def problem(e: Entity):
         if e.rights.consent is False:

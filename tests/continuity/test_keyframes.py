@@ -1,4 +1,5 @@
 """Keyframe extraction by StoryMem's rule on synthetic shots made of real photos."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -70,7 +71,9 @@ def test_max_per_shot_lowers_the_threshold(three, photos):
     # without adaptation: the first three that pass
     fixed = KeyframeConfig(adaptive=False)
     assert [k.frame_index for k in extract_keyframes(frames, config=fixed)] == [0, 10, 20]
-    assert [k.frame_index for k in extract_keyframes(frames, config=KeyframeConfig(max_per_shot=2, adaptive=False))] == [0, 10]
+    assert [
+        k.frame_index for k in extract_keyframes(frames, config=KeyframeConfig(max_per_shot=2, adaptive=False))
+    ] == [0, 10]
     log = ExtractionLog()
     assert len(extract_keyframes(frames, config=KeyframeConfig(max_per_shot=5), log=log)) == 4
     assert log.threshold == 0.9
@@ -83,7 +86,12 @@ def test_memory_dedup_drops_views_already_in_memory(three, photos):
     log = ExtractionLog()
     kfs = extract_keyframes(frames, memory=memory, log=log)
     assert [k.frame_index for k in kfs] == [0, 20]
-    assert log.dropped and log.dropped[0][0] == 10 and "duplicate" in log.dropped[0][1] and "memory frame 0" in log.dropped[0][1]
+    assert (
+        log.dropped
+        and log.dropped[0][0] == 10
+        and "duplicate" in log.dropped[0][1]
+        and "memory frame 0" in log.dropped[0][1]
+    )
     # with dedup off the cat comes back
     kfs = extract_keyframes(frames, memory=memory, config=KeyframeConfig(memory_dedup=None))
     assert [k.frame_index for k in kfs] == [0, 10, 20]
@@ -125,10 +133,16 @@ def test_memstore_embedder_adapter(three):
 
 def test_custom_embed_and_errors(three):
     frames = _shot(three)
+
     # a callable that sees every frame as identical yields only the first frame
-    same = lambda fs: np.ones((len(fs), 4), dtype=np.float32)
+    def same(fs):
+        return np.ones((len(fs), 4), dtype=np.float32)
+
     assert [k.frame_index for k in extract_keyframes(frames, embed=same)] == [0]
-    bad = lambda fs: np.ones((1, 4), dtype=np.float32)
+
+    def bad(fs):
+        return np.ones((1, 4), dtype=np.float32)
+
     with pytest.raises(InvalidInputError, match="returned 1 vectors for 30 frames"):
         extract_keyframes(frames, embed=bad)
     with pytest.raises(InvalidInputError, match="dimensions"):

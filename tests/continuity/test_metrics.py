@@ -1,4 +1,5 @@
 """Consistency metrics on real photos: CLIP-I (weightless embedder), dlib face similarity, OCCM."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,7 +36,11 @@ def test_occm_formula():
 
 
 def test_clip_i_consistent_entity_scores_higher(photos):
-    consistent = {0: [_jitter(photos["astronaut"], 0)], 2: [_jitter(photos["astronaut"], 1)], 5: [_jitter(photos["astronaut"], 2)]}
+    consistent = {
+        0: [_jitter(photos["astronaut"], 0)],
+        2: [_jitter(photos["astronaut"], 1)],
+        5: [_jitter(photos["astronaut"], 2)],
+    }
     drifting = {0: [photos["astronaut"]], 2: [photos["chelsea"]], 5: [photos["coffee"]]}
     good, n_good = cross_shot_clip_i(consistent, tiny_embed)
     bad, n_bad = cross_shot_clip_i(drifting, tiny_embed)
@@ -112,7 +117,9 @@ def test_face_similarity_same_person_beats_different_people(photos, dlib_face_em
     mirrored = np.ascontiguousarray(astronaut[:, ::-1])
     rescaled = np.asarray(Image.fromarray(astronaut).resize((400, 400), Image.BICUBIC))
     same = face_similarity({0: [mirrored], 1: [rescaled]}, dlib_face_embed, references=[astronaut])
-    different = face_similarity({0: [t1_faces[0]], 1: [t1_faces[1]], 2: [t1_faces[2]]}, dlib_face_embed, references=[astronaut])
+    different = face_similarity(
+        {0: [t1_faces[0]], 1: [t1_faces[1]], 2: [t1_faces[2]]}, dlib_face_embed, references=[astronaut]
+    )
     assert same["faces_found"] == 2 and different["faces_found"] == 3
     assert same["face_ref"] > different["face_ref"] + 0.05
     assert same["face_shot"] > different["face_shot"] + 0.05
@@ -120,7 +127,9 @@ def test_face_similarity_same_person_beats_different_people(photos, dlib_face_em
 
 
 def test_face_similarity_counts_images_without_faces(photos, dlib_face_embed):
-    r = face_similarity({0: [photos["astronaut"]], 1: [photos["coffee"]]}, dlib_face_embed, references=[photos["chelsea"]])
+    r = face_similarity(
+        {0: [photos["astronaut"]], 1: [photos["coffee"]]}, dlib_face_embed, references=[photos["chelsea"]]
+    )
     assert r["faces_found"] == 1 and r["references_with_face"] == 0
     assert r["face_ref"] is None and r["face_shot"] is None
 

@@ -1,4 +1,5 @@
 """Per-shot provenance manifests: round trip, atomic write, retrieval results, errors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,10 +25,21 @@ from retrieval.query import Hit, RetrievalResult, ShotQuery
 def _result() -> RetrievalResult:
     knight = Entity(kind="character", name="Sir Aldric")
     ref = Reference(entity_id=knight.id, kind="character", era="armored", width=8, height=8, sha256="a" * 64)
-    mem = Reference(entity_id=knight.id, kind="character", source="harvested", width=8, height=8, sha256="b" * 64,
-                    story="knight", shot=2, frame=40)
+    mem = Reference(
+        entity_id=knight.id,
+        kind="character",
+        source="harvested",
+        width=8,
+        height=8,
+        sha256="b" * 64,
+        story="knight",
+        shot=2,
+        frame=40,
+    )
     hit = Hit(entity=knight, score=0.83, reasons=("named in prompt", "dense 0.41"), references=(ref,))
-    return RetrievalResult(query=ShotQuery(prompt="Sir Aldric rides"), hits=(hit,), memory=(mem,), memory_reasons=("sink",))
+    return RetrievalResult(
+        query=ShotQuery(prompt="Sir Aldric rides"), hits=(hit,), memory=(mem,), memory_reasons=("sink",)
+    )
 
 
 def _manifest(tmp_path, **extra) -> ShotManifest:
@@ -46,7 +58,9 @@ def _manifest(tmp_path, **extra) -> ShotManifest:
         model_id=None,
         seed=7,
         **uses_from_retrieval(_result()),
-        consent_overrides=[ConsentOverride(entity_id="e1", name="Sir Aldric", reason="consent 'no' overridden by --allow")],
+        consent_overrides=[
+            ConsentOverride(entity_id="e1", name="Sir Aldric", reason="consent 'no' overridden by --allow")
+        ],
         outputs=[output_file(video, base_dir=tmp_path / "run")],
         timings={"retrieve": 0.012, "generate": 1.5},
         **extra,
@@ -58,10 +72,22 @@ def test_round_trip(tmp_path):
     path = write_provenance(tmp_path / "run" / "shot_003.json", m)
     back = read_provenance(path)
     assert back == m
-    assert back.blueprints == [BlueprintUse(entity_id=m.blueprints[0].entity_id, name="Sir Aldric", kind="character",
-                                            score=0.83, reasons=["named in prompt", "dense 0.41"])]
+    assert back.blueprints == [
+        BlueprintUse(
+            entity_id=m.blueprints[0].entity_id,
+            name="Sir Aldric",
+            kind="character",
+            score=0.83,
+            reasons=["named in prompt", "dense 0.41"],
+        )
+    ]
     assert back.references[0].era == "armored" and back.references[0].sha256 == "a" * 64
-    assert (back.memory[0].story, back.memory[0].shot, back.memory[0].frame, back.memory[0].reason) == ("knight", 2, 40, "sink")
+    assert (back.memory[0].story, back.memory[0].shot, back.memory[0].frame, back.memory[0].reason) == (
+        "knight",
+        2,
+        40,
+        "sink",
+    )
     out = back.outputs[0]
     assert out.path == "shot_003.mp4" and out.bytes == 18
     assert out.sha256 == hashlib.sha256(b"not really a video").hexdigest()

@@ -1,4 +1,5 @@
 """The HTML report: self-contained, escaped, with sheets, metrics and per-shot sections."""
+
 from __future__ import annotations
 
 from html.parser import HTMLParser
@@ -37,8 +38,12 @@ def _parse(path: Path) -> _Collect:
 
 def _fixture(tmp_path, photos):
     story = parse_story(
-        {"id": "evil", "title": f"Title {EVIL}", "overview": "o & <b>bold</b>",
-         "scenes": [{"shots": [{"prompt": f"A cat {EVIL} sits"}, {"prompt": "It stretches", "cut": False}]}]},
+        {
+            "id": "evil",
+            "title": f"Title {EVIL}",
+            "overview": "o & <b>bold</b>",
+            "scenes": [{"shots": [{"prompt": f"A cat {EVIL} sits"}, {"prompt": "It stretches", "cut": False}]}],
+        },
     )
     video_dir = tmp_path / "run" / "shots"
     video_dir.mkdir(parents=True)
@@ -47,16 +52,33 @@ def _fixture(tmp_path, photos):
     clip = np.stack([np.asarray(Image.fromarray(photos["chelsea"]).resize((64, 48)))] * 3)
     v0 = write_mp4(video_dir / "shot_000.mp4", clip, fps=8)
     odd = write_mp4(video_dir / "javascript:alert(1).mp4", clip, fps=8)
-    bp = BlueprintUse(entity_id="e1", name=f"Cat {EVIL}", kind="character", score=0.9, reasons=[f"named {EVIL}", "dense 0.4"])
+    bp = BlueprintUse(
+        entity_id="e1", name=f"Cat {EVIL}", kind="character", score=0.9, reasons=[f"named {EVIL}", "dense 0.4"]
+    )
     shots = [
-        ShotReport(index=0, scene=1, shot_in_scene=1, prompt=story.scenes[0].shots[0].prompt, video=v0,
-                   enriched_prompt="A cat (tabby, green eyes) sits", blueprints=[bp],
-                   keyframes=[ReportImage(photos["chelsea"], f"frame 0: first frame {EVIL}")], seed=3,
-                   timings={"generate": 1.25}),
-        ShotReport(index=1, scene=1, shot_in_scene=2, cut=False, prompt="It stretches", video=odd,
-                   blueprints=[{"name": "Kitchen", "kind": "location", "score": 0.5, "reasons": ["scene location"]}],
-                   memory=[ReportImage(Image.fromarray(photos["chelsea"]), "sink: shot 0 frame 0")],
-                   keyframes=[ReportImage(photos["coffee"], "frame 0"), ReportImage(photos["rocket"], "frame 12")]),
+        ShotReport(
+            index=0,
+            scene=1,
+            shot_in_scene=1,
+            prompt=story.scenes[0].shots[0].prompt,
+            video=v0,
+            enriched_prompt="A cat (tabby, green eyes) sits",
+            blueprints=[bp],
+            keyframes=[ReportImage(photos["chelsea"], f"frame 0: first frame {EVIL}")],
+            seed=3,
+            timings={"generate": 1.25},
+        ),
+        ShotReport(
+            index=1,
+            scene=1,
+            shot_in_scene=2,
+            cut=False,
+            prompt="It stretches",
+            video=odd,
+            blueprints=[{"name": "Kitchen", "kind": "location", "score": 0.5, "reasons": ["scene location"]}],
+            memory=[ReportImage(Image.fromarray(photos["chelsea"]), "sink: shot 0 frame 0")],
+            keyframes=[ReportImage(photos["coffee"], "frame 0"), ReportImage(photos["rocket"], "frame 12")],
+        ),
     ]
     sheets = {f"Cat {EVIL}": {0: [photos["chelsea"]], 1: [photos["chelsea"], photos["coffee"]]}}
     metrics = consistency({f"Cat {EVIL}": sheets[f"Cat {EVIL}"]}, character_counts={0: (1, 1), 1: (2, 1)})
@@ -126,11 +148,22 @@ def test_shot_report_from_manifest(tmp_path, photos):
     run = tmp_path / "run"
     (run / "shots").mkdir(parents=True)
     (run / "shots" / "s.mp4").write_bytes(b"v")
-    m = ShotManifest(story_id="s", shot_index=4, scene_index=2, shot_in_scene=1, input_hash="0" * 64,
-                     prompt=f"p {EVIL}", generator="mock", seed=5, timings={"generate": 0.5},
-                     blueprints=[BlueprintUse(entity_id="e", name="Cat", kind="character", score=0.7, reasons=["named"])],
-                     outputs=[output_file(run / "shots" / "s.mp4", base_dir=run)])
-    shot = ShotReport.from_manifest(m, manifest_dir=run, keyframes=[ReportImage(photos["chelsea"], "frame 0")], cut=False)
+    m = ShotManifest(
+        story_id="s",
+        shot_index=4,
+        scene_index=2,
+        shot_in_scene=1,
+        input_hash="0" * 64,
+        prompt=f"p {EVIL}",
+        generator="mock",
+        seed=5,
+        timings={"generate": 0.5},
+        blueprints=[BlueprintUse(entity_id="e", name="Cat", kind="character", score=0.7, reasons=["named"])],
+        outputs=[output_file(run / "shots" / "s.mp4", base_dir=run)],
+    )
+    shot = ShotReport.from_manifest(
+        m, manifest_dir=run, keyframes=[ReportImage(photos["chelsea"], "frame 0")], cut=False
+    )
     assert (shot.index, shot.scene, shot.shot_in_scene, shot.seed, shot.cut) == (4, 2, 1, 5, False)
     assert Path(shot.video) == run / "shots" / "s.mp4"
     story = parse_story({"id": "s", "scenes": [{"shots": ["x"]}]})

@@ -1,4 +1,5 @@
 """The story loop end to end with the animatic generator: outputs, write-back, resume, crashes, consent."""
+
 from __future__ import annotations
 
 import json
@@ -26,14 +27,22 @@ def story_data(prompts=None):
         "id": "test-story",
         "title": "Test",
         "scenes": [
-            {"index": 1, "location": "Harbor", "shots": [
-                {"index": 1, "prompt": prompts[0], "cut": True, "duration": 1.0},
-                {"index": 2, "prompt": prompts[1], "cut": False, "duration": 1.0},
-            ]},
-            {"index": 2, "location": "Forest", "shots": [
-                {"index": 1, "prompt": prompts[2], "cut": True, "duration": 1.0},
-                {"index": 2, "prompt": prompts[3], "cut": True, "duration": 1.0},
-            ]},
+            {
+                "index": 1,
+                "location": "Harbor",
+                "shots": [
+                    {"index": 1, "prompt": prompts[0], "cut": True, "duration": 1.0},
+                    {"index": 2, "prompt": prompts[1], "cut": False, "duration": 1.0},
+                ],
+            },
+            {
+                "index": 2,
+                "location": "Forest",
+                "shots": [
+                    {"index": 1, "prompt": prompts[2], "cut": True, "duration": 1.0},
+                    {"index": 2, "prompt": prompts[3], "cut": True, "duration": 1.0},
+                ],
+            },
         ],
     }
 
@@ -118,7 +127,9 @@ def test_interrupted_run_loses_no_finished_shot(cast, tmp_path):
     assert set(recorded(cast)) == {0, 1}
     assert {r.shot for r in cast.references(source="harvested")} <= {0, 1}
     # leftovers of a crash inside shot 2 (keyframes written, shot not recorded) are cleaned on rerun
-    cast.add_images("Aria", [np.full((20, 20, 3), 7, np.uint8)], source="harvested", story="test-story", shot=2, frames=[0])
+    cast.add_images(
+        "Aria", [np.full((20, 20, 3), 7, np.uint8)], source="harvested", story="test-story", shot=2, frames=[0]
+    )
     _, rerun = run_story(cast, tmp_path / "out")
     assert [s.skipped for s in rerun.shots] == [True, True, False, False]
     shot2 = [r for r in cast.references(source="harvested") if r.shot == 2]

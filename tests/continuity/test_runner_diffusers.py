@@ -5,6 +5,7 @@ SD_FOLDER --adapter IP_ADAPTER_FOLDER`, and wan-m2v (StoryMem memory-to-video) f
 folder. The pictures are noise; what is proven is the wiring: weights load from disk, the token
 cache encodes each reference once across shots and runs, memory keyframes reach the next shot.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,15 +63,20 @@ def write_story(folder, photos, prompts):
     Image.fromarray(photos["chelsea"]).save(folder / "bram.png")
     harbor_at_dusk((160, 96)).save(folder / "harbor.png")
     script = {
-        "id": "ip-story", "title": "IP-Adapter story",
+        "id": "ip-story",
+        "title": "IP-Adapter story",
         "cast": [
             {"name": "Aria", "kind": "character", "images": ["aria.png"], "description": "an astronaut"},
             {"name": "Bram", "kind": "character", "images": ["bram.png"], "description": "a ginger cat"},
             {"name": "Harbor", "kind": "location", "images": ["harbor.png"], "description": "a harbor at dusk"},
         ],
-        "scenes": [{"index": 1, "location": "Harbor", "shots": [
-            {"index": i + 1, "prompt": p, "cut": True, "duration": 0.5} for i, p in enumerate(prompts)
-        ]}],
+        "scenes": [
+            {
+                "index": 1,
+                "location": "Harbor",
+                "shots": [{"index": i + 1, "prompt": p, "cut": True, "duration": 0.5} for i, p in enumerate(prompts)],
+            }
+        ],
     }
     path = folder / "story.yaml"
     path.write_text(yaml.safe_dump(script))
@@ -102,12 +108,31 @@ def token_rows(db):
 
 @pytest.mark.slow
 def test_ip_adapter_story_from_local_weights(weights, photos, tmp_path, encode_calls):
-    prompts = ["Aria walks along the Harbor pier.", "Bram sleeps on a crate at the Harbor.",
-               "Aria and Bram watch the boats at the Harbor."]
+    prompts = [
+        "Aria walks along the Harbor pier.",
+        "Bram sleeps on a crate at the Harbor.",
+        "Aria and Bram watch the boats at the Harbor.",
+    ]
     script = write_story(tmp_path / "script", photos, prompts)
     db, out = tmp_path / "db", tmp_path / "out"
-    args = ["story", "run", str(script), "--out", str(out), "--db", str(db), "--generator", "ip-adapter",
-            "--model", str(weights["model"]), "--adapter", str(weights["adapter"]), *STEPS, *SIZE, "--json"]
+    args = [
+        "story",
+        "run",
+        str(script),
+        "--out",
+        str(out),
+        "--db",
+        str(db),
+        "--generator",
+        "ip-adapter",
+        "--model",
+        str(weights["model"]),
+        "--adapter",
+        str(weights["adapter"]),
+        *STEPS,
+        *SIZE,
+        "--json",
+    ]
     result = cli.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -118,8 +143,10 @@ def test_ip_adapter_story_from_local_weights(weights, photos, tmp_path, encode_c
     from memstore.store import Store
 
     lib = Store.open(str(db)).library("default")
-    registered = {lib.get(name).id: lib.references(lib.get(name), source="registered", with_vectors=False)[0].id
-                  for name in ("Aria", "Bram")}
+    registered = {
+        lib.get(name).id: lib.references(lib.get(name), source="registered", with_vectors=False)[0].id
+        for name in ("Aria", "Bram")
+    }
     rows = token_rows(db)
     spec = f"hf-clip-vision:{weights['adapter'] / 'image_encoder'}:image_embeds"
     assert {r["spec"] for r in rows} == {spec}
@@ -155,7 +182,9 @@ def test_other_weights_make_other_shots(library, photos, tmp_path):
     from generators.animatic import AnimaticGenerator
 
     library.register("Aria", "character", images=[photos["astronaut"]])
-    story = parse_story({"id": "w", "scenes": [{"index": 1, "shots": [{"index": 1, "prompt": "Aria waves.", "duration": 0.5}]}]})
+    story = parse_story(
+        {"id": "w", "scenes": [{"index": 1, "shots": [{"index": 1, "prompt": "Aria waves.", "duration": 0.5}]}]}
+    )
 
     def skipped(**weights):
         config = RunConfig(width=64, height=48, fps=4, **weights)
@@ -198,13 +227,33 @@ def test_wan_m2v_story_gets_memory_from_earlier_shots(wan_folder, photos, tmp_pa
     lib = Store.init(tmp_path / "db").library("default")
     lib.register("Aria", "character", images=[photos["astronaut"]], description="an astronaut")
     lib.register("Harbor", "location", images=[photos["coffee"]], description="a harbor")
-    story = parse_story({"id": "m2v", "scenes": [{"index": 1, "location": "Harbor", "shots": [
-        {"index": i + 1, "prompt": p, "cut": i == 0, "duration": 1.25} for i, p in
-        enumerate(["Aria at the Harbor.", "Aria looks at the sea.", "Aria walks away from the Harbor."])
-    ]}]})
-    config = RunConfig(generator="wan-m2v", model=str(wan_folder), width=32, height=32, fps=4,
-                       memory_policy="sink_recent", memory_budget=3,
-                       generator_options={"num_inference_steps": 2, "guidance_scale": 1.0})
+    story = parse_story(
+        {
+            "id": "m2v",
+            "scenes": [
+                {
+                    "index": 1,
+                    "location": "Harbor",
+                    "shots": [
+                        {"index": i + 1, "prompt": p, "cut": i == 0, "duration": 1.25}
+                        for i, p in enumerate(
+                            ["Aria at the Harbor.", "Aria looks at the sea.", "Aria walks away from the Harbor."]
+                        )
+                    ],
+                }
+            ],
+        }
+    )
+    config = RunConfig(
+        generator="wan-m2v",
+        model=str(wan_folder),
+        width=32,
+        height=32,
+        fps=4,
+        memory_policy="sink_recent",
+        memory_budget=3,
+        generator_options={"num_inference_steps": 2, "guidance_scale": 1.0},
+    )
     runner = StoryRunner(lib, tmp_path / "out", config)
     generator = runner._generator()  # built from the folder; watch what each shot hands the pipeline
     seen: list[tuple[list[str], int]] = []
@@ -243,36 +292,56 @@ def test_wan_m2v_adapter_is_a_lora(wan_folder, library, tmp_path):
 
     transformer = tiny_wan_transformer(36)
     transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k"], init_lora_weights=False))
-    WanImageToVideoPipeline.save_lora_weights(tmp_path / "lora", transformer_lora_layers=get_peft_model_state_dict(transformer))
+    WanImageToVideoPipeline.save_lora_weights(
+        tmp_path / "lora", transformer_lora_layers=get_peft_model_state_dict(transformer)
+    )
     lora_file = tmp_path / "lora" / "pytorch_lora_weights.safetensors"
-    gen = build_generator("wan-m2v", library, model=str(wan_folder), adapter=str(lora_file),
-                          options={"lora_scale": 0.5, "num_inference_steps": 1})
+    gen = build_generator(
+        "wan-m2v",
+        library,
+        model=str(wan_folder),
+        adapter=str(lora_file),
+        options={"lora_scale": 0.5, "num_inference_steps": 1},
+    )
     assert gen.pipeline.get_list_adapters() == {"transformer": ["storymem"]}
     scalings = {m.scaling["storymem"] for m in gen.pipeline.transformer.modules() if hasattr(m, "scaling")}
     assert scalings == {0.5}  # lora_alpha / r * lora_scale
     assert gen.num_inference_steps == 1 and gen.model_id == str(wan_folder)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--generator", "ip-adapter"], "needs diffusers weights: got no --model"),
-    (["--generator", "ip-adapter", "--model", "{model}"], "needs adapter weights: got no --adapter"),
-    (["--generator", "ip-adapter", "--model", "{model}", "--adapter", "{missing}"], "does not exist"),
-    (["--generator", "ip-adapter", "--model", "{missing}", "--adapter", "{adapter}"], "--model"),
-    (["--generator", "animatic", "--model", "{model}"], "takes no --model"),
-    (["--generator", "ip-adapter", "--model", "{model}", "--adapter", "{adapter}", "--option", "stepz=2"],
-     "has no option 'stepz'"),
-    (["--generator", "ip-adapter", "--model", "{model}", "--adapter", "{adapter}", "--option", "2"], "KEY=VALUE"),
-    (["--generator", "wan-vace", "--model", "{model}", "--adapter", "{adapter}"], "takes no --adapter"),
-    (["--generator", "prompt", "--model", "{model}", "--option", "dtype=float8"], "dtype must be one of"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--generator", "ip-adapter"], "needs diffusers weights: got no --model"),
+        (["--generator", "ip-adapter", "--model", "{model}"], "needs adapter weights: got no --adapter"),
+        (["--generator", "ip-adapter", "--model", "{model}", "--adapter", "{missing}"], "does not exist"),
+        (["--generator", "ip-adapter", "--model", "{missing}", "--adapter", "{adapter}"], "--model"),
+        (["--generator", "animatic", "--model", "{model}"], "takes no --model"),
+        (
+            ["--generator", "ip-adapter", "--model", "{model}", "--adapter", "{adapter}", "--option", "stepz=2"],
+            "has no option 'stepz'",
+        ),
+        (["--generator", "ip-adapter", "--model", "{model}", "--adapter", "{adapter}", "--option", "2"], "KEY=VALUE"),
+        (["--generator", "wan-vace", "--model", "{model}", "--adapter", "{adapter}"], "takes no --adapter"),
+        (["--generator", "prompt", "--model", "{model}", "--option", "dtype=float8"], "dtype must be one of"),
+    ],
+)
 def test_bad_weights_fail_in_one_line_before_the_store_exists(tmp_path, photos, extra, message):
     model, adapter = tmp_path / "sd", tmp_path / "ipa"
     model.mkdir()
     adapter.mkdir()
     script = write_story(tmp_path / "script", photos, ["Aria at the Harbor."])
     fill = {"model": str(model), "adapter": str(adapter), "missing": str(tmp_path / "nowhere")}
-    args = ["story", "run", str(script), "--out", str(tmp_path / "out"), "--db", str(tmp_path / "db"),
-            *[a.format(**fill) for a in extra]]
+    args = [
+        "story",
+        "run",
+        str(script),
+        "--out",
+        str(tmp_path / "out"),
+        "--db",
+        str(tmp_path / "db"),
+        *[a.format(**fill) for a in extra],
+    ]
     result = cli.invoke(app, args)
     assert result.exit_code == 1, result.output
     assert message in result.output and result.output.strip().count("\n") == 0, result.output
@@ -292,8 +361,13 @@ def test_missing_image_encoder_names_where_it_looked(weights, tmp_path):
     with pytest.raises(MissingWeightsError, match="image_encoder"):
         build_generator("ip-adapter", lib, model=str(weights["model"]), adapter=str(bare))
     # the option points at the encoder elsewhere
-    gen = build_generator("ip-adapter", lib, model=str(weights["model"]), adapter=str(bare / "ip-adapter.safetensors"),
-                          options={"image_encoder": str(weights["adapter"] / "image_encoder"), "num_inference_steps": 1})
+    gen = build_generator(
+        "ip-adapter",
+        lib,
+        model=str(weights["model"]),
+        adapter=str(bare / "ip-adapter.safetensors"),
+        options={"image_encoder": str(weights["adapter"] / "image_encoder"), "num_inference_steps": 1},
+    )
     assert gen.token_cache is not None and gen.encoder.spec.endswith("image_encoder:image_embeds")
 
 
@@ -307,22 +381,48 @@ def test_device_and_dtype_options_place_pipeline_and_encoder(weights, library):
     from generators.testing import sample_result
     from memstore.errors import InvalidInputError
 
-    gen = build_generator("ip-adapter", library, model=str(weights["model"]), adapter=str(weights["adapter"]),
-                          options={"device": "cpu", "dtype": "float64", "num_inference_steps": 1})
+    gen = build_generator(
+        "ip-adapter",
+        library,
+        model=str(weights["model"]),
+        adapter=str(weights["adapter"]),
+        options={"device": "cpu", "dtype": "float64", "num_inference_steps": 1},
+    )
     assert gen.pipeline.unet.dtype == torch.float64 and gen.pipeline.vae.dtype == torch.float64
     assert next(gen.encoder.model.parameters()).dtype == torch.float64
     gen.token_cache = None  # sample_result's references are not in the library
     out = gen.run(ShotSpec("Aria and Bram", num_frames=2, width=32, height=32), sample_result(), 0)
     assert out.frames.shape == (2, 32, 32, 3)
     with pytest.raises(InvalidInputError, match="cannot place ip-adapter on device 'no-such-device'"):
-        build_generator("ip-adapter", library, model=str(weights["model"]), adapter=str(weights["adapter"]),
-                        options={"device": "no-such-device"})
+        build_generator(
+            "ip-adapter",
+            library,
+            model=str(weights["model"]),
+            adapter=str(weights["adapter"]),
+            options={"device": "no-such-device"},
+        )
 
 
 def test_parse_options_reads_json_else_strings():
     from continuity.generator_setup import parse_options
 
-    got = parse_options(["num_inference_steps=2", "scale=0.5", 'scales={"Aria": 0.8}', "layer=penultimate",
-                         "use_masks=false", "weight_name=ip-adapter_sd15.bin", "prompt=a=b"])
-    assert got == {"num_inference_steps": 2, "scale": 0.5, "scales": {"Aria": 0.8}, "layer": "penultimate",
-                   "use_masks": False, "weight_name": "ip-adapter_sd15.bin", "prompt": "a=b"}
+    got = parse_options(
+        [
+            "num_inference_steps=2",
+            "scale=0.5",
+            'scales={"Aria": 0.8}',
+            "layer=penultimate",
+            "use_masks=false",
+            "weight_name=ip-adapter_sd15.bin",
+            "prompt=a=b",
+        ]
+    )
+    assert got == {
+        "num_inference_steps": 2,
+        "scale": 0.5,
+        "scales": {"Aria": 0.8},
+        "layer": "penultimate",
+        "use_masks": False,
+        "weight_name": "ip-adapter_sd15.bin",
+        "prompt": "a=b",
+    }

@@ -1,5 +1,6 @@
 """The HTTP API as a remote pipeline uses it: in-process through FastAPI's TestClient on a real
 store, plus one real uvicorn on loopback started by `continuity serve`."""
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,7 @@ def images():
 
     astronaut, chelsea = data.astronaut(), data.chelsea()
     png = encode(astronaut, "PNG")
-    return {"astronaut.png": png, "chelsea.jpg": encode(chelsea, "JPEG"),
-            "truncated.png": png[: len(png) // 3]}
+    return {"astronaut.png": png, "chelsea.jpg": encode(chelsea, "JPEG"), "truncated.png": png[: len(png) // 3]}
 
 
 @pytest.fixture
@@ -72,12 +72,24 @@ def assert_error(response, status, error=None):
 
 
 def fill(client, images):
-    r = register(client, "Mara", files=[("astronaut.png", images["astronaut.png"], "image/png")],
-                 aliases=["the pilot", "Captain M"], description="an astronaut in a white suit",
-                 tags=["hero"], consent="yes", rights_owner="Studio North")
+    r = register(
+        client,
+        "Mara",
+        files=[("astronaut.png", images["astronaut.png"], "image/png")],
+        aliases=["the pilot", "Captain M"],
+        description="an astronaut in a white suit",
+        tags=["hero"],
+        consent="yes",
+        rights_owner="Studio North",
+    )
     assert r.status_code == 201, r.text
-    r = register(client, "Harbor Cat", "prop", files=[("chelsea.jpg", images["chelsea.jpg"], "image/jpeg")],
-                 description="a tabby cat with green eyes")
+    r = register(
+        client,
+        "Harbor Cat",
+        "prop",
+        files=[("chelsea.jpg", images["chelsea.jpg"], "image/jpeg")],
+        description="a tabby cat with green eyes",
+    )
     assert r.status_code == 201, r.text
     return client
 
@@ -116,8 +128,9 @@ def test_register_then_get_returns_fields_and_references(shared, images):
     assert (ref["width"], ref["height"]) == (512, 512) and ref["vectors"]
 
 
-@pytest.mark.parametrize("name, filename, media", [("Mara", "astronaut.png", "image/png"),
-                                                   ("Harbor Cat", "chelsea.jpg", "image/jpeg")])
+@pytest.mark.parametrize(
+    "name, filename, media", [("Mara", "astronaut.png", "image/png"), ("Harbor Cat", "chelsea.jpg", "image/jpeg")]
+)
 def test_images_round_trip_byte_identical(shared, images, name, filename, media):
     (ref,) = shared.get("/libraries/default/entities/" + quote(name)).json()["references"]
     got = shared.get(ref["image_url"])
@@ -145,8 +158,9 @@ def test_list_filters_by_kind_and_tag(shared):
 def test_unknown_entity_is_404(shared):
     assert_error(shared.get("/libraries/default/entities/Nobody"), 404, "EntityNotFoundError")
     assert_error(shared.delete("/libraries/default/entities/Nobody"), 404)
-    assert_error(shared.post("/libraries/default/entities/Nobody/images",
-                           files=[("images", ("x.png", b"x", "image/png"))]), 404)
+    assert_error(
+        shared.post("/libraries/default/entities/Nobody/images", files=[("images", ("x.png", b"x", "image/png"))]), 404
+    )
 
 
 def test_duplicate_name_or_alias_is_409_and_store_unchanged(cast, images):
@@ -163,8 +177,10 @@ def images_array_small():
     return np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("bad, error", [("truncated.png", "TruncatedImageError"),
-                                        (b"not an image", "NotAnImageError"), (b"", "EmptyImageError")])
+@pytest.mark.parametrize(
+    "bad, error",
+    [("truncated.png", "TruncatedImageError"), (b"not an image", "NotAnImageError"), (b"", "EmptyImageError")],
+)
 def test_bad_image_is_422_and_nothing_written(cast, images, bad, error):
     data = images[bad] if isinstance(bad, str) else bad
     before = counts(cast)
@@ -177,11 +193,16 @@ def test_bad_image_is_422_and_nothing_written(cast, images, bad, error):
     assert counts(cast) == before
 
 
-@pytest.mark.parametrize("fields, error", [
-    ({"kind": "dragon"}, "FilterError"), ({"era": "bad/era"}, "InvalidNameError"),
-    ({"consent": "maybe"}, "InvalidInputError"), ({"rights_expires": "someday"}, "InvalidInputError"),
-    ({"tags": ["ok", "bad\x00tag"]}, "InvalidInputError"),
-])
+@pytest.mark.parametrize(
+    "fields, error",
+    [
+        ({"kind": "dragon"}, "FilterError"),
+        ({"era": "bad/era"}, "InvalidNameError"),
+        ({"consent": "maybe"}, "InvalidInputError"),
+        ({"rights_expires": "someday"}, "InvalidInputError"),
+        ({"tags": ["ok", "bad\x00tag"]}, "InvalidInputError"),
+    ],
+)
 def test_bad_fields_are_422(client, images, fields, error):
     data = {"kind": "character", **fields}
     r = register(client, "Vera", files=[("a.png", images["astronaut.png"], "image/png")], **data)
@@ -214,12 +235,26 @@ def test_add_images_dedupes_and_delete_removes(cast, images):
 
 
 # --- hostile names ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("lib", ["..%2F..%2Fetc", "%2E%2E", "a'b", "x%20OR%201%3D1", "-lead", "%00", "a" * 65,
-                                 "default%27%3B%20DROP%20TABLE%20entities%3B--"])
+@pytest.mark.parametrize(
+    "lib",
+    [
+        "..%2F..%2Fetc",
+        "%2E%2E",
+        "a'b",
+        "x%20OR%201%3D1",
+        "-lead",
+        "%00",
+        "a" * 65,
+        "default%27%3B%20DROP%20TABLE%20entities%3B--",
+    ],
+)
 def test_bad_library_names_are_422_everywhere(shared, lib):
     for method, path, kwargs in [
-        ("get", "entities", {}), ("get", "entities/Mara", {}), ("delete", "entities/Mara", {}),
-        ("get", "export", {}), ("post", "query", {"json": {"prompt": "Mara"}}),
+        ("get", "entities", {}),
+        ("get", "entities/Mara", {}),
+        ("delete", "entities/Mara", {}),
+        ("get", "export", {}),
+        ("post", "query", {"json": {"prompt": "Mara"}}),
         ("get", "references/abc/image", {}),
         ("post", "entities", {"data": {"name": "X", "kind": "prop"}}),
     ]:
@@ -237,8 +272,9 @@ def test_bad_entity_names_are_422(shared, name):
 
 def test_sql_ish_names_are_plain_data(cast, images):
     name = "O'Brien'); DROP TABLE entities;--"
-    r = register(cast, name, files=[("a.png", encode(images_array_small(), "PNG"), "image/png")],
-                 aliases=["x' OR '1'='1"])
+    r = register(
+        cast, name, files=[("a.png", encode(images_array_small(), "PNG"), "image/png")], aliases=["x' OR '1'='1"]
+    )
     assert r.status_code == 201, r.text
     assert cast.get("/libraries/default/entities/" + quote(name, safe="")).json()["name"] == name
     assert cast.get("/libraries/default/entities/" + quote("x' OR '1'='1", safe="")).json()["name"] == name
@@ -270,8 +306,10 @@ def test_reference_ids_are_checked_and_scoped_to_their_library(cast, images):
 def test_oversized_upload_is_413_and_store_unchanged(tmp_path, images):
     with TestClient(create_app(str(tmp_path / "db"), max_upload_bytes=100_000)) as c:
         assert len(images["astronaut.png"]) > 100_000 > len(images["chelsea.jpg"])
-        files = [("chelsea.jpg", images["chelsea.jpg"], "image/jpeg"),
-                 ("astronaut.png", images["astronaut.png"], "image/png")]
+        files = [
+            ("chelsea.jpg", images["chelsea.jpg"], "image/jpeg"),
+            ("astronaut.png", images["astronaut.png"], "image/png"),
+        ]
         body = assert_error(register(c, "Big", files=files), 413, "UploadTooLargeError")
         assert "astronaut.png" in body["message"]
         # a request body over the whole-request limit is refused before it is parsed
@@ -305,16 +343,29 @@ def test_api_key_is_required_except_for_health(tmp_path, images):
     with TestClient(create_app(str(tmp_path / "db"), api_key="s3cret-ключ")) as c:
         assert c.get("/health").status_code == 200
         good = {"Authorization": "Bearer s3cret-ключ".encode()}  # raw UTF-8 bytes on the wire
-        for headers in [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"},
-                        {"Authorization": "Bearer "}, {"Authorization": "s3cret"}]:
-            for method, path in [("get", "/libraries"), ("get", "/docs"), ("get", "/openapi.json"),
-                                 ("post", "/libraries/default/entities"),
-                                 ("get", "/libraries/default/export")]:
+        for headers in [
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "Basic s3cret"},
+            {"Authorization": "Bearer "},
+            {"Authorization": "s3cret"},
+        ]:
+            for method, path in [
+                ("get", "/libraries"),
+                ("get", "/docs"),
+                ("get", "/openapi.json"),
+                ("post", "/libraries/default/entities"),
+                ("get", "/libraries/default/export"),
+            ]:
                 r = getattr(c, method)(path, headers=headers)
                 assert_error(r, 401, "UnauthorizedError")
                 assert r.headers["www-authenticate"] == "Bearer"
-        r = c.post("/libraries/default/entities", headers=good, data={"name": "Keyed", "kind": "prop"},
-                   files=[("images", ("c.jpg", images["chelsea.jpg"], "image/jpeg"))])
+        r = c.post(
+            "/libraries/default/entities",
+            headers=good,
+            data={"name": "Keyed", "kind": "prop"},
+            files=[("images", ("c.jpg", images["chelsea.jpg"], "image/jpeg"))],
+        )
         assert r.status_code == 201, r.text
         assert c.get("/libraries", headers=good).json()["libraries"][0]["entities"] == 1
         assert "HTTPBearer" in c.get("/openapi.json", headers=good).json()["components"]["securitySchemes"]
@@ -330,18 +381,29 @@ def test_query_returns_hits_with_reasons_and_image_urls(shared, images):
     assert any("the pilot" in why for why in hits["Mara"]["reasons"])
     ref = hits["Mara"]["references"][0]
     assert shared.get(ref["image_url"]).content == images["astronaut.png"]
-    only_cat = shared.post("/libraries/default/query",
-                           json={"prompt": "someone in a room", "cast": ["Harbor Cat"]}).json()
+    only_cat = shared.post(
+        "/libraries/default/query", json={"prompt": "someone in a room", "cast": ["Harbor Cat"]}
+    ).json()
     assert [h["name"] for h in only_cat["hits"]] == ["Harbor Cat"]
-    kinds = shared.post("/libraries/default/query",
-                        json={"prompt": "The pilot and Harbor Cat", "kinds": ["prop"]}).json()
+    kinds = shared.post(
+        "/libraries/default/query", json={"prompt": "The pilot and Harbor Cat", "kinds": ["prop"]}
+    ).json()
     assert [h["kind"] for h in kinds["hits"]] == ["prop"]
 
 
-@pytest.mark.parametrize("body", [{"prompt": ""}, {"prompt": "x", "k": 0}, {"prompt": "x", "k": "many"},
-                                  {"prompt": "x", "kinds": ["dragon"]}, {"prompt": "x", "surprise": 1},
-                                  {"k": 3}, {"prompt": "x", "shot_index": -1},
-                                  {"prompt": "x" * 20_001}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"prompt": ""},
+        {"prompt": "x", "k": 0},
+        {"prompt": "x", "k": "many"},
+        {"prompt": "x", "kinds": ["dragon"]},
+        {"prompt": "x", "surprise": 1},
+        {"k": 3},
+        {"prompt": "x", "shot_index": -1},
+        {"prompt": "x" * 20_001},
+    ],
+)
 def test_bad_queries_are_422(shared, body):
     assert_error(shared.post("/libraries/default/query", json=body), 422)
 
@@ -410,8 +472,18 @@ def test_serve_command_answers_on_loopback_with_key(tmp_path):
 
     port = free_port()
     env = {**os.environ, "MY_KEY": "k-123", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "continuity.cli", "serve", "--port", str(port), "--db", str(tmp_path / "db"),
-           "--api-key-env", "MY_KEY"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "continuity.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--db",
+        str(tmp_path / "db"),
+        "--api-key-env",
+        "MY_KEY",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"

@@ -1,4 +1,5 @@
 """Story scripts: native YAML/JSON, ST-Bench and ViStoryBench, validation and input hashes."""
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,11 @@ def test_native_yaml(tmp_path):
     assert story.cast_member("the knight").name == "Sir Aldric"
     assert story.cast[0].image_paths(tmp_path) == [tmp_path / "refs/aldric.png"]
     shots = list(story.iter_shots())
-    assert [(g, sc.index, sh.index, sh.cut) for g, sc, sh in shots] == [(0, 1, 1, True), (1, 1, 2, False), (2, 2, 1, True)]
+    assert [(g, sc.index, sh.index, sh.cut) for g, sc, sh in shots] == [
+        (0, 1, 1, True),
+        (1, 1, 2, False),
+        (2, 2, 1, True),
+    ]
     assert shots[0][2].duration == 3.5 and shots[0][2].seed == 7 and shots[0][2].cast == ["Sir Aldric"]
     assert shots[1][2].duration == 2.0
     assert shots[0][1].location == "Castle Gate"
@@ -111,8 +116,10 @@ def test_st_bench_missing_first_frame_and_cut(tmp_path):
 
 
 def test_st_bench_errors_name_scene_and_shot():
-    data = {"story_name": "T", "scenes": [{"scene_num": 1, "video_prompts": ["a"]},
-                                           {"scene_num": 2, "video_prompts": ["a", "b", "  "]}]}
+    data = {
+        "story_name": "T",
+        "scenes": [{"scene_num": 1, "video_prompts": ["a"]}, {"scene_num": 2, "video_prompts": ["a", "b", "  "]}],
+    }
     with pytest.raises(ScriptError, match=r"^scene 2, shot 3: 'prompt' is empty$"):
         parse_story(data)
     data["scenes"][1]["video_prompts"][2] = 42
@@ -180,8 +187,10 @@ def test_vistorybench_shot_without_text():
         (lambda d: d["scenes"][0]["shots"][1].__setitem__("duration", "long"), r"^scene 1, shot 2: 'duration'"),
         (lambda d: d["scenes"][0]["shots"][1].__setitem__("promt", "x"), r"^scene 1, shot 2: 'promt' is not a known"),
         (lambda d: d["scenes"][0]["shots"][0].__setitem__("cut", False), r"^scene 1, shot 1: the first shot"),
-        (lambda d: d["scenes"][0]["shots"][1].__setitem__("prompt", "x" * (MAX_PROMPT_CHARS + 1)),
-         r"^scene 1, shot 2: 'prompt' is too long"),
+        (
+            lambda d: d["scenes"][0]["shots"][1].__setitem__("prompt", "x" * (MAX_PROMPT_CHARS + 1)),
+            r"^scene 1, shot 2: 'prompt' is too long",
+        ),
         (lambda d: d["scenes"][0]["shots"][1].__setitem__("cast", ["a/b"]), r"^scene 1, shot 2: .*path separator"),
         (lambda d: d["scenes"][1].__setitem__("shots", []), r"^scene 2: 'shots' is missing or empty"),
         (lambda d: d.pop("scenes"), r"'scenes' is missing"),
@@ -239,4 +248,6 @@ def test_shot_input_hash():
     assert h == shot_input_hash(a.model_copy(), {"refs": ["r1", "r2"], "generator": "animatic"})  # key order
     assert h != shot_input_hash(a, {"generator": "animatic", "refs": ["r2", "r1"]})
     assert h != shot_input_hash(a.model_copy(update={"seed": 8}), {"generator": "animatic", "refs": ["r1", "r2"]})
-    assert h != shot_input_hash(a.model_copy(update={"prompt": a.prompt + "!"}), {"generator": "animatic", "refs": ["r1", "r2"]})
+    assert h != shot_input_hash(
+        a.model_copy(update={"prompt": a.prompt + "!"}), {"generator": "animatic", "refs": ["r1", "r2"]}
+    )

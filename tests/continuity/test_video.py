@@ -1,4 +1,5 @@
 """MP4 round trips, concatenation and contact sheets."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -73,7 +74,13 @@ def test_errors_leave_nothing_behind(tmp_path):
 
 
 def test_contact_sheet(photos):
-    imgs = [photos["astronaut"], photos["chelsea"], Image.fromarray(photos["coffee"]), photos["rocket"], photos["chelsea"]]
+    imgs = [
+        photos["astronaut"],
+        photos["chelsea"],
+        Image.fromarray(photos["coffee"]),
+        photos["rocket"],
+        photos["chelsea"],
+    ]
     sheet = contact_sheet(imgs, cols=3, thumb=(80, 60), labels=["a", "b", "c", "d", "e"], gap=4)
     assert sheet.size == (4 + 3 * 84, 4 + 2 * (60 + 14 + 4))
     arr = np.asarray(sheet)

@@ -1,4 +1,5 @@
 """Shared fixtures for generator tests: tiny random pipelines (no downloads), in-memory results."""
+
 from __future__ import annotations
 
 import os
@@ -17,4 +18,3 @@ def torch_threads():
     pytest.importorskip("diffusers")
     torch.set_num_threads(2)
     return torch
-

@@ -1,4 +1,5 @@
 """The default generator: storyboard frames from references, deterministic, no weights."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -72,7 +73,9 @@ def test_memory_strip_and_caption_are_drawn(shot):
     with_mem = gen.run(shot, sample_result(memory=3), 0).frames
     without = gen.run(shot, sample_result(memory=0), 0).frames
     top = slice(0, shot.height // 4)
-    assert mean_abs(with_mem[:, top], without[:, top]) > mean_abs(with_mem[:, shot.height // 2:], without[:, shot.height // 2:])
+    assert mean_abs(with_mem[:, top], without[:, top]) > mean_abs(
+        with_mem[:, shot.height // 2 :], without[:, shot.height // 2 :]
+    )
     result = sample_result()
     cap = gen.run(shot, result, 0).frames
     base = AnimaticGenerator(show_caption=False).run(shot, result, 0).frames
@@ -87,9 +90,11 @@ def test_regions_place_the_cards(shot):
     left = ShotSpec(shot.prompt, num_frames=1, width=160, height=90, regions={"Aria": (0.0, 0.1, 0.4, 0.9)})
     right = ShotSpec(shot.prompt, num_frames=1, width=160, height=90, regions={"Aria": (0.6, 0.1, 1.0, 0.9)})
     a, b = gen.run(left, result, 0).frames[0], gen.run(right, result, 0).frames[0]
+
     # The card is textured, the gradient background is smooth: texture tells where the card is.
     def texture(img):
         return np.abs(np.diff(img.astype(float), axis=1)).mean(axis=(0, 2))
+
     ta, tb = texture(a), texture(b)
     assert ta[:60].mean() > ta[100:].mean() and tb[100:].mean() > tb[:60].mean()
 

@@ -1,4 +1,5 @@
 """The adapter contract, the registry, the mock, and the light-import promise."""
+
 from __future__ import annotations
 
 import subprocess
@@ -49,7 +50,9 @@ def test_register_generator_adds_a_named_factory():
         name = "test-solid"
 
         def __init__(self, value: int = 7):
-            super().__init__(lambda shot, cond, seed: np.full((shot.num_frames, shot.height, shot.width, 3), value, np.uint8))
+            super().__init__(
+                lambda shot, cond, seed: np.full((shot.num_frames, shot.height, shot.width, 3), value, np.uint8)
+            )
 
     gen = get_generator("test_solid", value=9)
     out = gen.run(ShotSpec("x", num_frames=2, width=8, height=8), sample_result())
@@ -93,7 +96,11 @@ def test_frame_helpers():
     frames = to_uint8_frames(floats)
     assert frames.dtype == np.uint8 and frames.shape == (2, 4, 4, 3) and frames.max() == 255
     assert fit_frames(frames[:1], 5).shape[0] == 5  # a still is held
-    assert fit_frames(np.arange(9)[:, None, None, None].repeat(3, -1).astype(np.uint8), 3)[:, 0, 0, 0].tolist() == [0, 4, 8]
+    assert fit_frames(np.arange(9)[:, None, None, None].repeat(3, -1).astype(np.uint8), 3)[:, 0, 0, 0].tolist() == [
+        0,
+        4,
+        8,
+    ]
 
 
 def test_regions_default_left_to_right_and_honour_the_shot():

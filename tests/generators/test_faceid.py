@@ -1,4 +1,5 @@
 """IP-Adapter FaceID fed the face vectors stored with each reference (nothing is encoded)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,9 @@ def setup(torch_threads, tmp_path_factory):
     plain = PromptGenerator(pipe, num_inference_steps=2, kinds=()).run(SHOT, sample_result(), 5).frames
     folder = tmp_path_factory.mktemp("faceid")
     save_adapter(tiny_faceid_state_dict(pipe.unet, id_dim=16), folder, "ip-adapter-faceid.safetensors")
-    gen = FaceIDGenerator(pipe, adapter=folder, weight_name="ip-adapter-faceid.safetensors",
-                          num_inference_steps=2, scale=1.0)
+    gen = FaceIDGenerator(
+        pipe, adapter=folder, weight_name="ip-adapter-faceid.safetensors", num_inference_steps=2, scale=1.0
+    )
     return gen, plain
 
 

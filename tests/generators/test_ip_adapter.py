@@ -1,4 +1,5 @@
 """IP-Adapter: precomputed embeddings, no encoding at generate time, scales, and region masks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -132,8 +133,9 @@ def test_masks_keep_each_character_inside_its_region(setup):
     diff = (a - b).abs().mean(dim=(0, 3))
     half = diff.shape[1] // 2
     # diffusers resamples the mask to each attention's grid, which softens the edge by one column.
-    assert diff[:, :half].mean() > 1e-4 and float(diff[:, half + 1:].max()) == 0.0
+    assert diff[:, :half].mean() > 1e-4 and float(diff[:, half + 1 :].max()) == 0.0
     assert float(diff[:, half].max()) < 0.2 * float(diff[:, :half].mean())
+
     # In pixels the later self-attention, GroupNorm and VAE of a random tiny UNet spread it, yet the
     # change stays mostly in the region, and much more so than without masks.
     def left_right(use_masks):
@@ -207,8 +209,13 @@ def test_animatediff_video_pipeline_with_masks(torch_threads):
     plain = PromptGenerator(pipe, num_inference_steps=2, kinds=()).run(shot, sample_result(), 3)
     assert plain.metadata["video"] and plain.metadata["frames_rendered"] == 4
     model, processor = tiny_clip_image_encoder()
-    gen = IPAdapterGenerator(pipe, encoder=HFImageEncoder(model, processor), num_inference_steps=2, scale=1.0,
-                             adapter=tiny_ip_adapter_state_dict(pipe.unet))
+    gen = IPAdapterGenerator(
+        pipe,
+        encoder=HFImageEncoder(model, processor),
+        num_inference_steps=2,
+        scale=1.0,
+        adapter=tiny_ip_adapter_state_dict(pipe.unet),
+    )
     cond = gen.prepare(shot, sample_result(characters=TWO))
     a, b = gen.generate(shot, cond, 3).frames, gen.generate(shot, cond, 3).frames
     assert a.shape == (4, 32, 32, 3) and np.array_equal(a, b) and cond.masks is not None

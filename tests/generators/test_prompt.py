@@ -1,4 +1,5 @@
 """Prompt enrichment: descriptions after mentions, bounded length, any diffusers pipeline."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,10 @@ def test_budget_shortens_then_drops_lowest_ranked_but_never_cuts_the_prompt():
 
 def test_token_budget_uses_the_tokenizer():
     result = sample_result("Aria and Bram argue")
-    words = lambda text: len(text.split())
+
+    def words(text):
+        return len(text.split())
+
     text = enrich_prompt("Aria and Bram argue", result.hits, token_count=words, max_tokens=14, char_budget=10_000)
     assert words(text) <= 14 and text.startswith("Aria (")
 
@@ -59,8 +63,14 @@ def test_no_descriptions_equals_the_plain_pipeline(sd):
     gen = PromptGenerator(sd, num_inference_steps=2, kinds=())
     shot = ShotSpec("Aria and Bram argue", num_frames=1, width=32, height=32)
     out = gen.run(shot, sample_result(), 4)
-    plain = sd(prompt=shot.prompt, height=32, width=32, num_inference_steps=2,
-               generator=torch.Generator().manual_seed(4), output_type="np").images
+    plain = sd(
+        prompt=shot.prompt,
+        height=32,
+        width=32,
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(4),
+        output_type="np",
+    ).images
     assert np.array_equal(out.frames[0], np.clip(np.rint(plain[0] * 255), 0, 255).astype(np.uint8))
 
 

@@ -1,4 +1,5 @@
 """The one generator table: lookups, plugin entries, import failures, and that every reader agrees with it."""
+
 from __future__ import annotations
 
 import re
@@ -60,11 +61,12 @@ def test_a_backend_that_fails_to_import_names_the_extra_not_unknown(broken_modul
     assert message.endswith("pip install 'continuity[diffusers]'")
 
 
-def test_a_weighted_backend_that_fails_to_import_fails_the_cli_check_with_the_extra(
-    broken_module: str, tmp_path: Path
-):
-    add_generator(GeneratorEntry("test-broken", f"{broken_module}:Broken", needs_model=True,
-                                 extra="diffusers", hint="some/weights"))
+def test_a_weighted_backend_that_fails_to_import_fails_the_cli_check_with_the_extra(broken_module: str, tmp_path: Path):
+    add_generator(
+        GeneratorEntry(
+            "test-broken", f"{broken_module}:Broken", needs_model=True, extra="diffusers", hint="some/weights"
+        )
+    )
     with pytest.raises(MissingExtraError, match=re.escape("pip install 'continuity[diffusers]'")):
         check_generator("test-broken", model=str(tmp_path))
 
@@ -107,8 +109,14 @@ def test_bad_entries_fail_where_they_are_declared():
     with pytest.raises(InvalidInputError, match="must load a --model too"):
         register_generator("test-lora", adapter="lora")
     with pytest.raises(InvalidInputError, match="adapter must be one of"):
-        add_generator(GeneratorEntry("test-role", "generators.mock:MockGenerator", adapter="maybe",  # type: ignore[arg-type]
-                                     needs_model=True))
+        add_generator(
+            GeneratorEntry(
+                "test-role",
+                "generators.mock:MockGenerator",
+                adapter="maybe",  # type: ignore[arg-type]
+                needs_model=True,
+            )
+        )
     with pytest.raises(InvalidInputError, match="target must be 'module:Class'"):
         add_generator(GeneratorEntry("test-target", "generators.mock"))
 

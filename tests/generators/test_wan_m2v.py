@@ -1,4 +1,5 @@
 """StoryMem-style memory-to-video on Wan I2V components."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,15 @@ def _memory(n):
 def _call(pipe, **kwargs):
     import torch
 
-    args = {"prompt": SHOT.prompt, "height": 16, "width": 16, "num_frames": 5, "num_inference_steps": 2,
-            "generator": torch.Generator().manual_seed(1), "output_type": "np"}
+    args = {
+        "prompt": SHOT.prompt,
+        "height": 16,
+        "width": 16,
+        "num_frames": 5,
+        "num_inference_steps": 2,
+        "generator": torch.Generator().manual_seed(1),
+        "output_type": "np",
+    }
     args.update(kwargs)
     return pipe(**args).frames
 
@@ -77,8 +85,16 @@ def test_empty_memory_is_exactly_diffusers_image_to_video(pipe):
     image = Image.fromarray(pattern(5, (16, 16)))
     reference = WanImageToVideoPipeline.from_pipe(pipe)
     reference.set_progress_bar_config(disable=True)
-    theirs = reference(prompt=SHOT.prompt, image=image, height=16, width=16, num_frames=5, num_inference_steps=2,
-                       generator=torch.Generator().manual_seed(1), output_type="np").frames
+    theirs = reference(
+        prompt=SHOT.prompt,
+        image=image,
+        height=16,
+        width=16,
+        num_frames=5,
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(1),
+        output_type="np",
+    ).frames
     ours = _call(pipe, image=image, memory_images=[])
     assert np.array_equal(ours, theirs)
 
@@ -122,8 +138,12 @@ def test_plain_i2v_pipeline_is_wrapped_and_lora_loads(pipe, tmp_path):
     for i in range(len(pipe.transformer.blocks)):
         for proj in ("to_q", "to_k", "to_v"):
             layer = pipe.transformer.blocks[i].attn1.get_submodule(proj)
-            state[f"transformer.blocks.{i}.attn1.{proj}.lora_A.weight"] = torch.randn(4, layer.in_features, generator=gen_t)
-            state[f"transformer.blocks.{i}.attn1.{proj}.lora_B.weight"] = torch.randn(layer.out_features, 4, generator=gen_t)
+            state[f"transformer.blocks.{i}.attn1.{proj}.lora_A.weight"] = torch.randn(
+                4, layer.in_features, generator=gen_t
+            )
+            state[f"transformer.blocks.{i}.attn1.{proj}.lora_B.weight"] = torch.randn(
+                layer.out_features, 4, generator=gen_t
+            )
     save_file(state, str(tmp_path / "storymem_lora.safetensors"))
     gen.load_lora(str(tmp_path), weight_name="storymem_lora.safetensors")
     try:

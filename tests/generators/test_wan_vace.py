@@ -1,4 +1,5 @@
 """Wan VACE with the chosen references as ``reference_images``."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,9 +41,16 @@ def test_different_references_change_the_result(gen):
     def latents(result):
         cond = gen.prepare(SHOT, result)
         refs = [cond.images[r] for r in cond.reference_ids]
-        return gen.pipeline(prompt=SHOT.prompt, reference_images=refs, height=16, width=16, num_frames=5,
-                            num_inference_steps=2, generator=torch.Generator().manual_seed(1),
-                            output_type="latent").frames
+        return gen.pipeline(
+            prompt=SHOT.prompt,
+            reference_images=refs,
+            height=16,
+            width=16,
+            num_frames=5,
+            num_inference_steps=2,
+            generator=torch.Generator().manual_seed(1),
+            output_type="latent",
+        ).frames
 
     a = latents(sample_result(characters=[("Aria", "", 1)], location=None))
     b = latents(sample_result(characters=[("Aria", "", 9)], location=None))
@@ -64,6 +72,13 @@ def test_no_references_is_the_plain_pipeline(gen):
     import torch
 
     out = gen.run(SHOT, sample_result(characters=[], location=None), 1).frames
-    plain = gen.pipeline(prompt=SHOT.prompt, height=16, width=16, num_frames=5, num_inference_steps=2,
-                         generator=torch.Generator().manual_seed(1), output_type="np").frames[0]
+    plain = gen.pipeline(
+        prompt=SHOT.prompt,
+        height=16,
+        width=16,
+        num_frames=5,
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(1),
+        output_type="np",
+    ).frames[0]
     assert np.array_equal(out, np.clip(np.rint(plain * 255), 0, 255).astype(np.uint8))

@@ -1,4 +1,5 @@
 """Export one library and import it elsewhere: nothing lost, nothing of other libraries carried."""
+
 from __future__ import annotations
 
 import zipfile
@@ -14,14 +15,34 @@ from tests.memstore.test_library import snapshot
 
 def fill(store: Store, photos):
     lib = store.library("studio")
-    lib.register("Aria", "character", images=[photos["astronaut"], photos["rocket"]], aliases=["the knight"],
-                 description="red-haired knight", tags=["hero"], attributes={"hair": "red"},
-                 rights={"owner": "Studio", "license": "CC-BY", "consent": True, "expires": "2030-01-01T00:00:00Z"})
+    lib.register(
+        "Aria",
+        "character",
+        images=[photos["astronaut"], photos["rocket"]],
+        aliases=["the knight"],
+        description="red-haired knight",
+        tags=["hero"],
+        attributes={"hair": "red"},
+        rights={"owner": "Studio", "license": "CC-BY", "consent": True, "expires": "2030-01-01T00:00:00Z"},
+    )
     lib.add_images("Aria", [photos["coffee"]], era="armored")
     lib.register("Keep", "location", images=[photos["chelsea"]])
     ref = lib.references("Aria")[0]
-    store.tokens.add([{"reference_id": ref.id, "library": "studio", "entity_id": ref.entity_id, "spec": "x:y",
-                       "ref_sha256": ref.sha256, "dtype": "float16", "shape": [2, 2], "data": b"\1" * 8, "created": None}])
+    store.tokens.add(
+        [
+            {
+                "reference_id": ref.id,
+                "library": "studio",
+                "entity_id": ref.entity_id,
+                "spec": "x:y",
+                "ref_sha256": ref.sha256,
+                "dtype": "float16",
+                "shape": [2, 2],
+                "data": b"\1" * 8,
+                "created": None,
+            }
+        ]
+    )
     other = store.library("other")
     other.register("Secret", "character", images=[photos["chelsea"]])
     return lib

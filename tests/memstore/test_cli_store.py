@@ -1,4 +1,5 @@
 """The store commands as a new user runs them: register, list, show, export, import, import-folder, errors."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,24 @@ def images(tmp_path, photos):
 def test_readme_walkthrough(tmp_path, images):
     db = str(tmp_path / "db")
     run("init", "--db", db)
-    run("register", "Aria", "--kind", "character", "--image", str(images["astronaut"]), "--alias", "the knight",
-        "--description", "a red-haired knight", "--consent", "yes", "--rights-owner", "Studio", "--db", db)
+    run(
+        "register",
+        "Aria",
+        "--kind",
+        "character",
+        "--image",
+        str(images["astronaut"]),
+        "--alias",
+        "the knight",
+        "--description",
+        "a red-haired knight",
+        "--consent",
+        "yes",
+        "--rights-owner",
+        "Studio",
+        "--db",
+        db,
+    )
     run("register", "Bram", "--kind", "character", "--image", str(images["rocket"]), "--db", db)
     run("register", "Harbor", "--kind", "location", "--image", str(images["coffee"]), "--db", db)
     run("add-image", "Aria", str(images["chelsea"]), "--era", "armored", "--db", db)

@@ -1,6 +1,7 @@
 """Concurrent writers: several processes register, add images, contest names and remove at once
 while another reads. Nothing is lost or duplicated, no reference is torn, the reader never sees an
 entity without its references, and racing registrations of one name have exactly one winner."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,9 +9,18 @@ import pytest
 from tests.memstore.workers.harness import check_mixed, run_workers
 
 CLEAN = {
-    "lost": 0, "incomplete": 0, "resurrected": 0, "unexpected": 0, "duplicated_names": 0,
-    "duplicated_ids": 0, "orphans": 0, "torn": 0, "names_won_twice": 0, "reader_violations": 0,
-    "index_mismatch": 0, "search_foreign": 0,
+    "lost": 0,
+    "incomplete": 0,
+    "resurrected": 0,
+    "unexpected": 0,
+    "duplicated_names": 0,
+    "duplicated_ids": 0,
+    "orphans": 0,
+    "torn": 0,
+    "names_won_twice": 0,
+    "reader_violations": 0,
+    "index_mismatch": 0,
+    "search_foreign": 0,
 }
 
 

@@ -1,6 +1,7 @@
 """Crash safety: a writer killed with SIGKILL at random points leaves a store that opens, holds
 every entity it reported committed, never an entity without all its references, hides the orphan
 references a kill can leave and removes them on repair, and whose FAISS index matches the table."""
+
 from __future__ import annotations
 
 import random
@@ -14,8 +15,14 @@ from tests.memstore.workers.common import sha, tiny_png
 from tests.memstore.workers.harness import check_crashed, crash_init_trial, crash_trial
 
 CLEAN = {
-    "half_written": 0, "lost": 0, "resurrected": 0, "orphans_left": 0, "orphans_visible": 0,
-    "orphans_searched": 0, "torn": 0, "index_mismatch": 0,
+    "half_written": 0,
+    "lost": 0,
+    "resurrected": 0,
+    "orphans_left": 0,
+    "orphans_visible": 0,
+    "orphans_searched": 0,
+    "torn": 0,
+    "index_mismatch": 0,
 }
 
 

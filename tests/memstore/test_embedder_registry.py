@@ -1,5 +1,6 @@
 """The one embedder table: unknown names, backends that fail to import, and that the table and the
 backends' own registrations agree."""
+
 from __future__ import annotations
 
 import subprocess
@@ -62,8 +63,7 @@ def test_a_backend_whose_package_is_missing_names_it_and_the_extra(monkeypatch: 
     assert "'open_clip'" in message and message.endswith("pip install 'continuity[clip]'")
 
 
-def test_a_broken_plugin_module_on_the_path_reports_its_import_error(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch):
+def test_a_broken_plugin_module_on_the_path_reports_its_import_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (tmp_path / "continuity_test_broken_embedder.py").write_text("import insightface_is_not_here\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     add_embedder(EmbedderEntry("test-broken", "continuity_test_broken_embedder:Broken", extra="face"))

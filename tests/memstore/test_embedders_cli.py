@@ -1,4 +1,5 @@
 """`continuity embedders / configure / reindex` on a real store."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -75,7 +76,18 @@ def test_configure_refuses_missing_weights_and_changes_nothing(db, tmp_path):
 
 
 def test_configure_sets_embedders_and_factory(db):
-    res = run("configure", "--embedder", "color-histogram", "--embedder", "dlib", "--index-factory", "Flat", "--db", db, "--json")
+    res = run(
+        "configure",
+        "--embedder",
+        "color-histogram",
+        "--embedder",
+        "dlib",
+        "--index-factory",
+        "Flat",
+        "--db",
+        db,
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     config = Store.open(db).library_config("default")
     assert config["index_factory"] == "Flat" and [e["type"] for e in config["embedders"]] == ["color-histogram", "dlib"]

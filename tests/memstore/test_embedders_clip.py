@@ -1,4 +1,5 @@
 """open_clip embedder on a tiny architecture from a config JSON (random, seeded weights)."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,15 @@ def tiny_clip_config(folder: Path, seed: int = 0, **extra) -> dict:
     """An open-clip embedder config for the tiny architecture, its JSON written into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "continuity-tiny-vit.json").write_text(json.dumps(TINY))
-    return {"type": "open-clip", "model": "continuity-tiny-vit", "pretrained": None, "config_dir": str(folder),
-            "device": "cpu", "seed": seed, **extra}
+    return {
+        "type": "open-clip",
+        "model": "continuity-tiny-vit",
+        "pretrained": None,
+        "config_dir": str(folder),
+        "device": "cpu",
+        "seed": seed,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +127,9 @@ def test_missing_weights_never_download(monkeypatch, tmp_path):
 
     monkeypatch.setattr(open_clip.pretrained, "download_pretrained", no_download)
     monkeypatch.setattr(open_clip.factory, "download_pretrained", no_download, raising=False)
-    emb = get_embedder({"type": "open-clip", "model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k", "cache_dir": str(tmp_path)})
+    emb = get_embedder(
+        {"type": "open-clip", "model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k", "cache_dir": str(tmp_path)}
+    )
     with pytest.raises(MissingWeightsError) as err:
         emb.load()
     message = str(err.value)

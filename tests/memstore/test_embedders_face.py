@@ -1,5 +1,6 @@
 """Face identity on real photos: dlib's shipped ResNet, YuNet from ../shared, and insightface's
 ArcFace path with a small ArcFace-shaped ONNX model exported here."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -141,13 +142,24 @@ def _export_arcface(path: Path, seed: int = 0, size: int = 112) -> object:
 
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 4, 4), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 4, 4), torch.nn.ReLU(),
-        torch.nn.Flatten(), torch.nn.Linear(16 * (size // 16) ** 2, 512),
+        torch.nn.Conv2d(3, 8, 4, 4),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 4, 4),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16 * (size // 16) ** 2, 512),
     ).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, torch.zeros(1, 3, size, size), str(path), input_names=["data"], output_names=["fc1"],
-                          dynamic_axes={"data": {0: "batch"}, "fc1": {0: "batch"}}, dynamo=False)
+        torch.onnx.export(
+            net,
+            torch.zeros(1, 3, size, size),
+            str(path),
+            input_names=["data"],
+            output_names=["fc1"],
+            dynamic_axes={"data": {0: "batch"}, "fc1": {0: "batch"}},
+            dynamo=False,
+        )
     return net
 
 
@@ -214,8 +226,9 @@ def test_insightface_missing_or_wrong_models(tmp_path, arcface):
     with pytest.raises(EmbedderError, match="not an ArcFace"):
         _ = get_embedder({"type": "insightface", "recognition": str(wrong), "detector": "dlib"}).ndims
     with pytest.raises(MissingWeightsError, match="buffalo_l.*not found"):  # SCRFD comes from a pack
-        get_embedder({"type": "insightface", "recognition": str(arcface[0]), "detector": "scrfd",
-                      "root": str(tmp_path)}).face_detector()
+        get_embedder(
+            {"type": "insightface", "recognition": str(arcface[0]), "detector": "scrfd", "root": str(tmp_path)}
+        ).face_detector()
 
 
 def test_insightface_pack_folder(tmp_path, arcface, yunet_path, faces):

@@ -1,5 +1,6 @@
 """Face vectors survive whatever the order of a registration's images: a first image without a
 face must not decide that the whole batch has no face column (issue #20, item 2)."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,6 +1,7 @@
 """Hostile input, property-based: every call ends in success or a typed ContinuityError, never
 another exception, and a call that fails leaves the store exactly as it was (versions, row counts
 and content of every table)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,6 @@ import zlib
 
 import numpy as np
 import pytest
-
-from memstore.validation import MAX_PROMPT_CHARS
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -26,7 +25,7 @@ from memstore.errors import (
     ImageTooLargeError,
 )
 from memstore.store import Store
-from memstore.validation import KINDS, name_key
+from memstore.validation import KINDS, MAX_PROMPT_CHARS, name_key
 from tests.conftest import solid
 
 # The benchmark raises the example counts and reads back how many cases ran.
@@ -48,6 +47,7 @@ def _count_cases():
     if out:
         with open(out, "a") as fh:
             fh.write(f"{CASES['count']}\n")
+
 
 COLUMN = "color_histogram_rgb8"
 INJECTIONS = [
@@ -124,7 +124,15 @@ def attempt(store: Store, fn, *args, **kwargs):
 def test_register_hostile_fields(hostile, field, value, extra):
     """One hostile field at a time (the others valid), so that every field's own check is reached."""
     store, lib = hostile
-    args = {"name": "Fieldy", "kind": "prop", "aliases": [], "description": "", "tags": [], "rights": {}, "attributes": {}}
+    args = {
+        "name": "Fieldy",
+        "kind": "prop",
+        "aliases": [],
+        "description": "",
+        "tags": [],
+        "rights": {},
+        "attributes": {},
+    }
     if field in ("name", "kind", "description"):
         args[field] = value if extra is None or isinstance(extra, str) else extra
     elif field in ("aliases", "tags"):
@@ -146,13 +154,19 @@ def test_register_hostile_fields(hostile, field, value, extra):
 
 
 @SETTINGS
-@given(era=hostile_text, story=st.one_of(st.none(), hostile_text), source=st.sampled_from(["registered", "harvested", "x' OR 1=1"]),
-       shot=st.one_of(st.none(), st.integers(-2**40, 2**40), st.text(max_size=3)),
-       frame=st.one_of(st.none(), st.integers(-2**40, 2**40), st.floats(), st.text(max_size=3)))
+@given(
+    era=hostile_text,
+    story=st.one_of(st.none(), hostile_text),
+    source=st.sampled_from(["registered", "harvested", "x' OR 1=1"]),
+    shot=st.one_of(st.none(), st.integers(-(2**40), 2**40), st.text(max_size=3)),
+    frame=st.one_of(st.none(), st.integers(-(2**40), 2**40), st.floats(), st.text(max_size=3)),
+)
 def test_add_images_hostile_fields(hostile, era, story, source, shot, frame):
     store, lib = hostile
     data = solid((int(abs(hash((era, story))) % 255), 1, 2))
-    result = attempt(store, lib.add_images, "Castle", [data], era=era, story=story, source=source, shot=shot, frames=[frame])
+    result = attempt(
+        store, lib.add_images, "Castle", [data], era=era, story=story, source=source, shot=shot, frames=[frame]
+    )
     if isinstance(result, ContinuityError):
         return
     ref = lib.reference(result[0].id)
@@ -187,7 +201,10 @@ def test_find_and_get_match_only_by_id_name_or_alias(hostile, query):
 
 
 @SETTINGS
-@given(kind=st.one_of(st.none(), st.sampled_from(KINDS), hostile_text), tag=st.one_of(st.none(), st.just("hero"), hostile_text))
+@given(
+    kind=st.one_of(st.none(), st.sampled_from(KINDS), hostile_text),
+    tag=st.one_of(st.none(), st.just("hero"), hostile_text),
+)
 @example(kind="character' OR '1'='1", tag=None)
 @example(kind=None, tag="hero') OR true OR array_has(tags, 'x")
 def test_list_filters(hostile, kind, tag):
@@ -210,8 +227,12 @@ def test_list_filters(hostile, kind, tag):
 
 
 @SETTINGS
-@given(era=st.one_of(st.none(), hostile_text), source=st.one_of(st.none(), hostile_text), story=st.one_of(st.none(), hostile_text),
-       ids=st.one_of(st.none(), st.lists(hostile_text, max_size=3)))
+@given(
+    era=st.one_of(st.none(), hostile_text),
+    source=st.one_of(st.none(), hostile_text),
+    story=st.one_of(st.none(), hostile_text),
+    ids=st.one_of(st.none(), st.lists(hostile_text, max_size=3)),
+)
 def test_reference_filters(hostile, era, source, story, ids):
     store, lib = hostile
     CASES["count"] += 1
@@ -278,8 +299,12 @@ def _png_header(width: int, height: int) -> bytes:
     idat = b"IDAT" + zlib.compress(b"\x00" * 16)
     return (
         b"\x89PNG\r\n\x1a\n"
-        + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-        + struct.pack(">I", len(idat) - 4) + idat + struct.pack(">I", zlib.crc32(idat))
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + struct.pack(">I", len(idat) - 4)
+        + idat
+        + struct.pack(">I", zlib.crc32(idat))
     )
 
 
@@ -289,7 +314,13 @@ def _bmp_header(width: int, height: int) -> bytes:
 
 
 def _gif_header(width: int, height: int) -> bytes:
-    return b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0) + b",\x00\x00\x00\x00" + struct.pack("<HH", width, height) + b"\x00\x02\x02D\x01\x00;"
+    return (
+        b"GIF89a"
+        + struct.pack("<HHBBB", width, height, 0, 0, 0)
+        + b",\x00\x00\x00\x00"
+        + struct.pack("<HH", width, height)
+        + b"\x00\x02\x02D\x01\x00;"
+    )
 
 
 def _jpeg_header(width: int, height: int) -> bytes:
@@ -313,7 +344,19 @@ def _jpeg_header(width: int, height: int) -> bytes:
         (_jpeg_header(0, 10), ImageError),
         (b"", EmptyImageError),
     ],
-    ids=["png-100k", "png-2^31", "png-0x0", "png-1x0", "bmp-100k", "bmp-0", "gif-64k", "gif-0", "jpeg-65k", "jpeg-0", "empty"],
+    ids=[
+        "png-100k",
+        "png-2^31",
+        "png-0x0",
+        "png-1x0",
+        "bmp-100k",
+        "bmp-0",
+        "gif-64k",
+        "gif-0",
+        "jpeg-65k",
+        "jpeg-0",
+        "empty",
+    ],
 )
 def test_crafted_headers_are_refused_before_decoding(hostile, data, error):
     store, lib = hostile
@@ -399,7 +442,9 @@ def test_hostile_archives_are_refused_whole(hostile, archive_bytes, tmp_path_fac
 # --- story scripts ----------------------------------------------------------------------------------
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), hostile_text),
-    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 SHOT_KEYS = ["index", "prompt", "cut", "cast", "location", "duration", "seed"]
@@ -459,12 +504,25 @@ def test_hostile_story_scripts(tmp_path_factory, script, as_yaml):
         b"!!python/object/apply:os.system ['echo pwned']",
         b"[]",
         b"id: s\nscenes: []\n",
-        b"id: s\nscenes:\n  - index: 1\n    shots:\n      - index: 1\n        prompt: '" + b"x" * (MAX_PROMPT_CHARS + 1) + b"'\n",
+        b"id: s\nscenes:\n  - index: 1\n    shots:\n      - index: 1\n        prompt: '"
+        + b"x" * (MAX_PROMPT_CHARS + 1)
+        + b"'\n",
         b"id: s\nscenes:\n  - index: 1\n    shots:\n      - {index: 0, prompt: p}\n",
         b"&a [*a]",  # a self-referencing YAML anchor
         b"a: &a ['lol','lol']\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n",
     ],
-    ids=["empty", "not-utf8", "bad-yaml", "python-tag", "list", "no-shots", "huge-prompt", "shot-0", "recursive-anchor", "billion-laughs"],
+    ids=[
+        "empty",
+        "not-utf8",
+        "bad-yaml",
+        "python-tag",
+        "list",
+        "no-shots",
+        "huge-prompt",
+        "shot-0",
+        "recursive-anchor",
+        "billion-laughs",
+    ],
 )
 def test_malformed_story_files(tmp_path, content):
     from continuity import story

@@ -1,4 +1,5 @@
 """Query by image: whole-image columns and the face column, aggregated per entity."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,4 +1,5 @@
 """Every kind of bad image is refused with a typed error, before anything is written."""
+
 from __future__ import annotations
 
 import io
@@ -29,6 +30,7 @@ def png_bytes(arr: np.ndarray) -> bytes:
 
 def bomb_png(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims a huge size (a decompression bomb's signature)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -54,14 +56,28 @@ def test_float_array_is_scaled():
         (lambda p: (p / "empty.png").write_bytes(b"") or str(p / "empty.png"), EmptyImageError),
         (lambda p: b"", EmptyImageError),
         (lambda p: b"this is plain text, not an image", NotAnImageError),
-        (lambda p: png_bytes(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))[:400], TruncatedImageError),
+        (
+            lambda p: png_bytes(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))[:400],
+            TruncatedImageError,
+        ),
         (lambda p: bomb_png(100_000, 100_000), ImageTooLargeError),
         (lambda p: np.zeros((0, 10, 3), np.uint8), EmptyImageError),
         (lambda p: np.zeros((10, 10, 7), np.uint8), ImageError),
         (lambda p: np.full((4, 4, 3), np.nan), ImageError),
         (lambda p: 12345, ImageError),
     ],
-    ids=["missing", "zero-byte-file", "empty-bytes", "not-image", "truncated", "bomb", "zero-size", "bad-channels", "nan", "wrong-type"],
+    ids=[
+        "missing",
+        "zero-byte-file",
+        "empty-bytes",
+        "not-image",
+        "truncated",
+        "bomb",
+        "zero-size",
+        "bad-channels",
+        "nan",
+        "wrong-type",
+    ],
 )
 def test_bad_images_refused_and_store_unchanged(tmp_path, library, store, make, error):
     source = make(tmp_path)

@@ -1,4 +1,5 @@
 """The FAISS hot index stays in step with the Lance table through appends, deletes and reopens."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,9 @@ def add_entity(lib, name: str, kind: str, vecs: np.ndarray, seed: int):
 
 def test_search_returns_exact_neighbour_and_respects_kind(library, store):
     vecs = rand_vecs(6, 1)
-    refs = add_entity(library, "Aria", "character", vecs[:3], 10) + add_entity(library, "Keep", "location", vecs[3:], 20)
+    refs = add_entity(library, "Aria", "character", vecs[:3], 10) + add_entity(
+        library, "Keep", "location", vecs[3:], 20
+    )
     index = store.index("default", COL)
     scores, ids = index.search(vecs[4], k=3)
     assert ids[0][0] == refs[4].key and scores[0][0] == pytest.approx(1.0, abs=1e-5)
@@ -65,7 +68,7 @@ def test_reopen_loads_saved_index_and_reconciles_foreign_writes(tmp_path):
     store = Store.init(path)
     add_entity(store.library("default"), "Aria", "character", rand_vecs(4, 1), 10)
     store.index("default", COL)
-    meta = (path / "_faiss" / "default" / f"{COL}.json")
+    meta = path / "_faiss" / "default" / f"{COL}.json"
     assert meta.exists()
     # another process (here: another Store object) writes while ours holds a stale index
     other = Store.open(path)

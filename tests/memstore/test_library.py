@@ -1,10 +1,12 @@
 """Library: register, read, update, rename, remove; isolation; dedup; bad input leaves the store as it was."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from memstore.errors import (
+    ContinuityError,
     DuplicateEntityError,
     EntityNotFoundError,
     FilterError,
@@ -28,8 +30,13 @@ def snapshot(store: Store) -> dict:
 
 def test_register_and_get_by_name_alias_and_id(library, photos):
     aria = library.register(
-        "Aria", "character", images=[photos["astronaut"]], aliases=["the knight"],
-        description="a red-haired knight", tags=["hero"], rights={"owner": "Studio", "consent": True},
+        "Aria",
+        "character",
+        images=[photos["astronaut"]],
+        aliases=["the knight"],
+        description="a red-haired knight",
+        tags=["hero"],
+        rights={"owner": "Studio", "consent": True},
     )
     assert library.get("aria").id == aria.id
     assert library.get("The Knight").id == aria.id
@@ -46,7 +53,9 @@ def test_accepts_path_bytes_pil_and_array(library, tmp_path, photos):
 
     path = tmp_path / "cat.png"
     Image.fromarray(photos["chelsea"]).save(path)
-    library.register("Cat", "character", images=[str(path), path.read_bytes(), Image.fromarray(photos["coffee"]), photos["rocket"]])
+    library.register(
+        "Cat", "character", images=[str(path), path.read_bytes(), Image.fromarray(photos["coffee"]), photos["rocket"]]
+    )
     refs = library.references("Cat")
     # the path and the bytes are the same file: stored once
     assert len(refs) == 3
@@ -98,8 +107,21 @@ def test_update_and_rename_keep_old_name_as_alias(library):
 def test_remove_deletes_references_and_tokens(library, store, photos):
     aria = library.register("Aria", "character", images=[photos["astronaut"], photos["rocket"]])
     ref = library.references(aria)[0]
-    store.tokens.add([{"reference_id": ref.id, "library": "default", "entity_id": aria.id, "spec": "s", "ref_sha256": ref.sha256,
-                       "dtype": "float16", "shape": [2], "data": b"\0\0\0\0", "created": None}])
+    store.tokens.add(
+        [
+            {
+                "reference_id": ref.id,
+                "library": "default",
+                "entity_id": aria.id,
+                "spec": "s",
+                "ref_sha256": ref.sha256,
+                "dtype": "float16",
+                "shape": [2],
+                "data": b"\0\0\0\0",
+                "created": None,
+            }
+        ]
+    )
     library.remove("Aria")
     assert library.find("Aria") is None
     assert store.references.count_rows() == 0
@@ -131,7 +153,9 @@ def test_duplicate_names_and_aliases_refused(library, store):
     assert snapshot(store) == before
 
 
-@pytest.mark.parametrize("name", ["a/b", "a\\b", "bad\x00name", "tab\tname", "", "   ", "..", "x" * 201, "zero\u200bwidth"])
+@pytest.mark.parametrize(
+    "name", ["a/b", "a\\b", "bad\x00name", "tab\tname", "", "   ", "..", "x" * 201, "zero\u200bwidth"]
+)
 def test_bad_names_refused(library, store, name):
     before = snapshot(store)
     with pytest.raises(InvalidNameError):
@@ -197,7 +221,7 @@ def test_failure_mid_batch_leaves_no_half_entity(library, store, tmp_path, photo
     assert snapshot(store) == before
     # a batch of several entities where the second is bad: nothing written
     first = library.prepare("One", "character", images=[good])
-    with pytest.raises(Exception):
+    with pytest.raises(ContinuityError):
         library.commit([first, library.prepare("Two", "character", images=[bad])])
     assert snapshot(store) == before
 
@@ -269,7 +293,9 @@ def test_embedder_mismatch_on_column(store, photos):
     store.library("a").register("Aria", "character", images=[photos["astronaut"]])
     before = snapshot(store)
     with pytest.raises(EmbedderMismatchError) as info:
-        store.library("b").configure(embedders=[{"type": "color-histogram", "bins": 4, "column": "color_histogram_rgb8"}])
+        store.library("b").configure(
+            embedders=[{"type": "color-histogram", "bins": 4, "column": "color_histogram_rgb8"}]
+        )
     assert "color-histogram:rgb8" in str(info.value) and "rgb4" in str(info.value)
     assert snapshot(store) == before
 

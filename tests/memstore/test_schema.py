@@ -1,9 +1,10 @@
 """The tables' Arrow layout is derived from the pydantic models; this pins store format 1 so a model
 edit that would change what is on disk is seen (and comes with a format bump)."""
+
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Optional
+from typing import Annotated
 
 import pyarrow as pa
 import pytest
@@ -14,30 +15,84 @@ from memstore.schema import CONFIG_SCHEMA, ENTITY_SCHEMA, REFERENCE_BASE_FIELDS,
 
 S, TS, REQ = pa.string(), pa.timestamp("us", tz="UTC"), False
 FORMAT_1 = {
-    "entities": [("id", S, REQ), ("library", S, REQ), ("kind", S, REQ), ("name", S, REQ), ("name_key", S, REQ),
-                 ("aliases", pa.list_(S), True), ("alias_keys", pa.list_(S), True), ("description", S, True),
-                 ("search_text", S, True), ("tags", pa.list_(S), True), ("attributes", S, True),
-                 ("rights_owner", S, True), ("rights_license", S, True), ("consent", pa.bool_(), True),
-                 ("rights_expires", TS, True), ("created", TS, True), ("updated", TS, True)],
-    "references": [("id", S, REQ), ("key", pa.int64(), REQ), ("entity_id", S, REQ), ("library", S, REQ),
-                   ("kind", S, REQ), ("era", S, REQ), ("source", S, REQ), ("image", pa.large_binary(), True),
-                   ("image_format", S, True), ("width", pa.int32(), True), ("height", pa.int32(), True),
-                   ("sha256", S, True), ("story", S, True), ("shot", pa.int32(), True), ("frame", pa.int32(), True),
-                   ("face_box", pa.list_(pa.float32()), True), ("quality", pa.float32(), True), ("created", TS, True)],
-    "tokens": [("reference_id", S, REQ), ("library", S, REQ), ("entity_id", S, REQ), ("spec", S, REQ),
-               ("ref_sha256", S, REQ), ("dtype", S, REQ), ("shape", pa.list_(pa.int64()), True),
-               ("data", pa.large_binary(), True), ("created", TS, True)],
+    "entities": [
+        ("id", S, REQ),
+        ("library", S, REQ),
+        ("kind", S, REQ),
+        ("name", S, REQ),
+        ("name_key", S, REQ),
+        ("aliases", pa.list_(S), True),
+        ("alias_keys", pa.list_(S), True),
+        ("description", S, True),
+        ("search_text", S, True),
+        ("tags", pa.list_(S), True),
+        ("attributes", S, True),
+        ("rights_owner", S, True),
+        ("rights_license", S, True),
+        ("consent", pa.bool_(), True),
+        ("rights_expires", TS, True),
+        ("created", TS, True),
+        ("updated", TS, True),
+    ],
+    "references": [
+        ("id", S, REQ),
+        ("key", pa.int64(), REQ),
+        ("entity_id", S, REQ),
+        ("library", S, REQ),
+        ("kind", S, REQ),
+        ("era", S, REQ),
+        ("source", S, REQ),
+        ("image", pa.large_binary(), True),
+        ("image_format", S, True),
+        ("width", pa.int32(), True),
+        ("height", pa.int32(), True),
+        ("sha256", S, True),
+        ("story", S, True),
+        ("shot", pa.int32(), True),
+        ("frame", pa.int32(), True),
+        ("face_box", pa.list_(pa.float32()), True),
+        ("quality", pa.float32(), True),
+        ("created", TS, True),
+    ],
+    "tokens": [
+        ("reference_id", S, REQ),
+        ("library", S, REQ),
+        ("entity_id", S, REQ),
+        ("spec", S, REQ),
+        ("ref_sha256", S, REQ),
+        ("dtype", S, REQ),
+        ("shape", pa.list_(pa.int64()), True),
+        ("data", pa.large_binary(), True),
+        ("created", TS, True),
+    ],
     "config": [("key", S, REQ), ("value", S, REQ)],
-    "shots": [("story_id", S, REQ), ("shot_index", pa.int32(), REQ), ("library", S, REQ), ("input_hash", S, REQ),
-              ("prompt", S, True), ("generator", S, True), ("seed", pa.int64(), True), ("retrieved", pa.list_(S), True),
-              ("memory", pa.list_(S), True), ("output", S, True), ("provenance", S, True), ("created", TS, True)],
+    "shots": [
+        ("story_id", S, REQ),
+        ("shot_index", pa.int32(), REQ),
+        ("library", S, REQ),
+        ("input_hash", S, REQ),
+        ("prompt", S, True),
+        ("generator", S, True),
+        ("seed", pa.int64(), True),
+        ("retrieved", pa.list_(S), True),
+        ("memory", pa.list_(S), True),
+        ("output", S, True),
+        ("provenance", S, True),
+        ("created", TS, True),
+    ],
 }
 
 
-@pytest.mark.parametrize("table, fields", [
-    ("entities", list(ENTITY_SCHEMA)), ("references", REFERENCE_BASE_FIELDS), ("tokens", list(TOKEN_SCHEMA)),
-    ("config", list(CONFIG_SCHEMA)), ("shots", list(SHOT_SCHEMA)),
-])
+@pytest.mark.parametrize(
+    "table, fields",
+    [
+        ("entities", list(ENTITY_SCHEMA)),
+        ("references", REFERENCE_BASE_FIELDS),
+        ("tokens", list(TOKEN_SCHEMA)),
+        ("config", list(CONFIG_SCHEMA)),
+        ("shots", list(SHOT_SCHEMA)),
+    ],
+)
 def test_derived_layout_is_store_format_1(table, fields):
     got = {f.name: (f.type, f.nullable) for f in fields}
     want = {name: (kind, nullable) for name, kind, nullable in FORMAT_1[table]}
@@ -48,9 +103,9 @@ def test_a_model_field_is_a_column_with_its_annotations():
     class Row(BaseModel):
         id: Annotated[str, NOT_NULL]
         count: Annotated[int, Col(type=pa.int16())] = 0
-        seen: Optional[datetime] = None
+        seen: datetime | None = None
         labels: list[str] = []
-        renamed: Annotated[Optional[float], Col(name="score")] = None
+        renamed: Annotated[float | None, Col(name="score")] = None
 
     fields = {f.name: f for f in model_fields(Row)}
     assert list(fields) == ["id", "count", "seen", "labels", "score"]

@@ -1,6 +1,7 @@
 """Libraries are tenants: randomized stores where several libraries share names and even identical
 images, and every read of one library (list, get, find, references, entities_by_id, vector search,
 its FAISS index, export) returns only that library's rows; removing in one touches no other."""
+
 from __future__ import annotations
 
 import random

@@ -1,4 +1,5 @@
 """Conditioning-token cache on a real store with the tiny open_clip tower."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,7 +55,7 @@ def test_computes_only_missing_in_one_batch(filled, clip):
     np.testing.assert_array_equal(out[4], out[0])
     again = cache.get_or_compute(refs, enc)
     assert enc.batches == [1, 3]  # all cached now
-    for a, b in zip(out, again):
+    for a, b in zip(out, again, strict=False):
         np.testing.assert_array_equal(a, b)
     # the values are the encoder's, through float16
     direct = clip.image_tokens([r.pil() for r in filled.references("Eileen", with_images=True)])
@@ -148,16 +149,28 @@ def test_hf_clip_vision_encoder_fits_the_signature(filled):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
-    model = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-        patch_size=8, projection_dim=16,
-    )).eval()
+    model = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            projection_dim=16,
+        )
+    ).eval()
 
     class HFEncoder:
         spec = "hf-clip-vision:tiny:image_embeds"
 
         def encode(self, images):
-            pixels = torch.stack([torch.from_numpy(np.asarray(im.resize((32, 32)), np.float32).transpose(2, 0, 1) / 255) for im in images])
+            pixels = torch.stack(
+                [
+                    torch.from_numpy(np.asarray(im.resize((32, 32)), np.float32).transpose(2, 0, 1) / 255)
+                    for im in images
+                ]
+            )
             with torch.inference_mode():
                 return model(pixels).image_embeds.numpy()
 

@@ -1,5 +1,6 @@
 """Fixtures of the retrieval tests: a bag-of-words text embedder double (the Embedder interface's
 ``embed_texts``), so the dense paths run without model weights."""
+
 from __future__ import annotations
 
 import hashlib

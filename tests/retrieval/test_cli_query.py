@@ -1,4 +1,5 @@
 """`continuity query`: a table with reasons, JSON, story replay, one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,10 @@ def test_query_table_json_and_errors(tmp_path, store, library):
     out = runner.invoke(app, ["query", "Aria", "--k", "0", "--db", db])
     assert out.exit_code != 0 and "--k" in out.output
     story = tmp_path / "s.yaml"
-    story.write_text("id: s\nscenes:\n  - index: 1\n    shots:\n      - {index: 1, prompt: Aria enters the Keep}\n"
-                     "      - {index: 2, prompt: She looks around, cut: false}\n")
+    story.write_text(
+        "id: s\nscenes:\n  - index: 1\n    shots:\n      - {index: 1, prompt: Aria enters the Keep}\n"
+        "      - {index: 2, prompt: She looks around, cut: false}\n"
+    )
     out = runner.invoke(app, ["query", "--story", str(story), "--shot", "2", "--json", "--db", db])
     assert out.exit_code == 0, out.output
     assert {h["name"] for h in json.loads(out.output)["hits"]} == {"Aria", "Keep"}

@@ -1,4 +1,5 @@
 """Story context: continuation shots, pronouns, definite descriptions, explicit cast."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,7 +13,9 @@ from .conftest import image
 def story_lib(library):
     library.register("Aria", "character", images=[image(1)], description="a young woman, a knight with a red cloak")
     library.register("Bram", "character", images=[image(2)], description="an old man, the village blacksmith")
-    library.register("Elsa", "character", images=[image(3)], aliases=["the queen"], description="the queen of the north")
+    library.register(
+        "Elsa", "character", images=[image(3)], aliases=["the queen"], description="the queen of the north"
+    )
     library.register("Castle Keep", "location", images=[image(4)], description="stone castle courtyard")
     library.register("Forge", "location", images=[image(5)], description="smoky workshop with an anvil")
     return library
@@ -28,19 +31,29 @@ def run(lib, shots):
 
 
 def test_continuation_carries_location_and_cast_but_cut_does_not(story_lib):
-    _, cont, cut = run(story_lib, [
-        ShotQuery("Aria and Bram meet in the Castle Keep"),
-        ShotQuery("A close-up of hands shaking", cut=False),
-        ShotQuery("A close-up of hands shaking", cut=True),
-    ])
+    _, cont, cut = run(
+        story_lib,
+        [
+            ShotQuery("Aria and Bram meet in the Castle Keep"),
+            ShotQuery("A close-up of hands shaking", cut=False),
+            ShotQuery("A close-up of hands shaking", cut=True),
+        ],
+    )
     assert set(cont.names()) == {"Aria", "Bram", "Castle Keep"}
     assert all("carried from previous shot (no cut)" in h.reasons for h in cont.hits)
     assert cut.hits == ()
 
 
 def test_pronouns_resolve_by_gender_and_recency(story_lib):
-    results = run(story_lib, [ShotQuery("Bram hammers at the anvil"), ShotQuery("Aria enters the Forge"),
-                              ShotQuery("He looks up."), ShotQuery("She smiles.")])
+    results = run(
+        story_lib,
+        [
+            ShotQuery("Bram hammers at the anvil"),
+            ShotQuery("Aria enters the Forge"),
+            ShotQuery("He looks up."),
+            ShotQuery("She smiles."),
+        ],
+    )
     assert "Bram" in results[2].names() and "Aria" not in results[2].names()
     assert "Aria" in results[3].names() and "Bram" not in results[3].names()
     assert any("'she' resolved to Aria" in r for r in by(results[3], "Aria").reasons)
@@ -58,8 +71,13 @@ def test_definite_descriptions(story_lib):
 
 
 def test_explicit_cast_overrides_context(story_lib):
-    results = run(story_lib, [ShotQuery("Aria and Bram in the Castle Keep"),
-                              ShotQuery("He nods", cut=False, cast=("Elsa",), location="Forge")])
+    results = run(
+        story_lib,
+        [
+            ShotQuery("Aria and Bram in the Castle Keep"),
+            ShotQuery("He nods", cut=False, cast=("Elsa",), location="Forge"),
+        ],
+    )
     assert set(results[1].names()) == {"Elsa", "Forge"}
 
 

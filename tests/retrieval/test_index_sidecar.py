@@ -1,12 +1,12 @@
 """The hot index's in-memory sidecar (key -> kind, entity) stays in step through append, delete,
 rename and reopen; factory choice by size; the cheap version watch sees every commit."""
+
 from __future__ import annotations
 
 import pytest
 
 from memstore.index import choose_factory
-from memstore.store import VersionWatch
-from memstore.store import Store
+from memstore.store import Store, VersionWatch
 
 from .conftest import image
 
@@ -19,7 +19,7 @@ def truth(store, library="default"):
 
 
 def sidecar(index):
-    return dict(zip(index.keys.tolist(), index.entity_of(index.keys)))
+    return dict(zip(index.keys.tolist(), index.entity_of(index.keys), strict=False))
 
 
 def test_sidecar_in_step_after_append_delete_and_reopen(tmp_path):
@@ -60,8 +60,16 @@ def test_missing_or_mismatched_sidecar_is_rebuilt(tmp_path):
     assert again.rebuilds == 1 and sidecar(again) == truth(store)
 
 
-@pytest.mark.parametrize("count, expected", [(10, "Flat"), (50_000, "Flat"), (100_000, "HNSW32,Flat"),
-                                             (1_000_000, "IVF2048,Flat"), (4_000_000, "IVF4096,Flat")])
+@pytest.mark.parametrize(
+    "count, expected",
+    [
+        (10, "Flat"),
+        (50_000, "Flat"),
+        (100_000, "HNSW32,Flat"),
+        (1_000_000, "IVF2048,Flat"),
+        (4_000_000, "IVF4096,Flat"),
+    ],
+)
 def test_auto_factory_by_size(count, expected):
     assert choose_factory("auto", count) == expected
     assert choose_factory("HNSW16,Flat", count) == "HNSW16,Flat"

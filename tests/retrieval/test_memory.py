@@ -1,4 +1,5 @@
 """Memory policies: StoryMem's sink+recent window and the entity-covering `relevant` policy."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,18 @@ from retrieval.memory import group_frames, select_memory, select_relevant, selec
 
 
 def ref(entity: str, shot: int, frame: int = 0, quality: float | None = None, source: str = "harvested") -> Reference:
-    return Reference(entity_id=entity, kind="character", source=source, width=1, height=1, sha256=f"{shot}-{frame}",
-                     story="s", shot=shot, frame=frame, quality=quality)
+    return Reference(
+        entity_id=entity,
+        kind="character",
+        source=source,
+        width=1,
+        height=1,
+        sha256=f"{shot}-{frame}",
+        story="s",
+        shot=shot,
+        frame=frame,
+        quality=quality,
+    )
 
 
 def frames_for(plan: dict[int, list[str]]):
@@ -44,8 +55,15 @@ def test_relevant_brings_back_a_long_absent_character():
 
 
 def test_relevant_prefers_frames_covering_several_entities_and_quality():
-    frames = group_frames([ref("a", 1, quality=0.9), ref("b", 2, quality=0.9), ref("a", 3, quality=0.2), ref("b", 3, quality=0.2),
-                           ref("c", 4)])
+    frames = group_frames(
+        [
+            ref("a", 1, quality=0.9),
+            ref("b", 2, quality=0.9),
+            ref("a", 3, quality=0.2),
+            ref("b", 3, quality=0.2),
+            ref("c", 4),
+        ]
+    )
     chosen = select_relevant(frames, ["a", "b"], budget=1)
     assert [f.shot for f, _ in chosen] == [3]
 

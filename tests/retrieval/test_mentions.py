@@ -1,4 +1,5 @@
 """Names and aliases in prompts: case, possessives, plurals, multi-word, hyphens, common-word guard."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,21 +13,41 @@ def ent(name, kind="character", aliases=()):
 
 
 ENTITIES = [
-    ent("Aria", aliases=["the knight"]), ent("Mr. Bean"), ent("Jean-Luc"), ent("Hope"), ent("Will"),
-    ent("Queen Mary"), ent("Mary"), ent("Rose"), ent("Kitchen", "location"), ent("James"),
+    ent("Aria", aliases=["the knight"]),
+    ent("Mr. Bean"),
+    ent("Jean-Luc"),
+    ent("Hope"),
+    ent("Will"),
+    ent("Queen Mary"),
+    ent("Mary"),
+    ent("Rose"),
+    ent("Kitchen", "location"),
+    ent("James"),
 ]
 
 
 def names(prompt, on_screen=()):
     by_id = {e.id: e for e in ENTITIES}
-    return [(m.name, m.text, m.is_alias) for m in find_mentions(prompt, ENTITIES, on_screen=on_screen) if by_id[m.entity_id]]
+    return [
+        (m.name, m.text, m.is_alias) for m in find_mentions(prompt, ENTITIES, on_screen=on_screen) if by_id[m.entity_id]
+    ]
 
 
-@pytest.mark.parametrize("prompt, name", [
-    ("aria rides", "Aria"), ("ARIA rides", "Aria"), ("Aria's sword", "Aria"), ("Aria’s sword", "Aria"),
-    ("MR BEAN eats toast", "Mr. Bean"), ("Mr Bean’s tie", "Mr. Bean"), ("Jean Luc waves", "Jean-Luc"),
-    ("jean-luc waves", "Jean-Luc"), ("James' hat", "James"), ("a bright kitchen", "Kitchen"),
-])
+@pytest.mark.parametrize(
+    "prompt, name",
+    [
+        ("aria rides", "Aria"),
+        ("ARIA rides", "Aria"),
+        ("Aria's sword", "Aria"),
+        ("Aria’s sword", "Aria"),
+        ("MR BEAN eats toast", "Mr. Bean"),
+        ("Mr Bean’s tie", "Mr. Bean"),
+        ("Jean Luc waves", "Jean-Luc"),
+        ("jean-luc waves", "Jean-Luc"),
+        ("James' hat", "James"),
+        ("a bright kitchen", "Kitchen"),
+    ],
+)
 def test_name_variants_match(prompt, name):
     assert [n for n, _, _ in names(prompt)] == [name]
 
@@ -44,11 +65,20 @@ def test_longest_match_wins_and_both_counted():
     assert [n for n, _, _ in names("Queen Mary greets Mary")] == ["Queen Mary", "Mary"]
 
 
-@pytest.mark.parametrize("prompt, expected", [
-    ("I hope so", []), ("a rose petal falls", []), ("they will go", []),
-    ("Hope smiles at us", ["Hope"]), ("the garden where Rose stood", ["Rose"]), ("Will said no", ["Will"]),
-    ("Will you come?", []), ("Rose's garden", ["Rose"]), ("Hope is lost", []),
-])
+@pytest.mark.parametrize(
+    "prompt, expected",
+    [
+        ("I hope so", []),
+        ("a rose petal falls", []),
+        ("they will go", []),
+        ("Hope smiles at us", ["Hope"]),
+        ("the garden where Rose stood", ["Rose"]),
+        ("Will said no", ["Will"]),
+        ("Will you come?", []),
+        ("Rose's garden", ["Rose"]),
+        ("Hope is lost", []),
+    ],
+)
 def test_common_word_names_are_guarded(prompt, expected):
     assert [n for n, _, _ in names(prompt)] == expected
 

@@ -1,6 +1,7 @@
 """The dense paths with a real open_clip model: a tiny architecture from a custom config JSON,
 random weights (no weights can be downloaded). Checks the plumbing: text tower -> FAISS index of
 image vectors -> entities, and the text->text cache; not CLIP's semantics."""
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ TINY = {
 def tiny_clip(tmp_path):
     pytest.importorskip("open_clip")
     from memstore.embedders import clip
+
     folder = tmp_path / "configs"
     folder.mkdir()
     (folder / "tiny-retrieval-clip.json").write_text(json.dumps(TINY))

@@ -1,4 +1,5 @@
 """The quality benchmark runs on annotated ST-Bench stories, and story context keeps or improves recall."""
+
 from __future__ import annotations
 
 import json

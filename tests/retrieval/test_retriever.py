@@ -1,4 +1,5 @@
 """The retriever on a real store: signals with reasons, budgets, filters, references with images."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,13 @@ from .conftest import bag, image
 
 @pytest.fixture
 def cast(library):
-    library.register("Aria", "character", aliases=["the knight"], images=[image(1), image(2), image(3)],
-                     description="a young woman knight with a red cloak and a silver gorget")
+    library.register(
+        "Aria",
+        "character",
+        aliases=["the knight"],
+        images=[image(1), image(2), image(3)],
+        description="a young woman knight with a red cloak and a silver gorget",
+    )
     library.register("Bram", "character", images=[image(4)], description="an old man, a blacksmith with a grey beard")
     library.register("Castle Keep", "location", images=[image(5)], description="a stone castle courtyard at dusk")
     library.register("Forge", "location", images=[image(6)], description="a smoky blacksmith workshop with an anvil")
@@ -97,7 +103,9 @@ def test_references_era_source_and_diversity(library):
     assert [x.source for x in hit.references] == ["registered", "registered", "harvested"]
     young = r.retrieve(ShotQuery("Aria", eras=(("Aria", "young"),), references_per_entity=1)).hits[0]
     assert [x.era for x in young.references] == ["young"]
-    harvested_first = r.retrieve(ShotQuery("Aria", era="armored", sources=("harvested",), references_per_entity=2)).hits[0]
+    harvested_first = r.retrieve(
+        ShotQuery("Aria", era="armored", sources=("harvested",), references_per_entity=2)
+    ).hits[0]
     assert [x.source for x in harvested_first.references] == ["harvested"]
 
 
@@ -105,8 +113,9 @@ def test_mmr_prefers_diverse_references(library, bow):
     base = bag("red cloak")
     near = base + 0.01 * np.eye(64, dtype=np.float32)[5]
     far = bag("blue armor helmet")
-    library.register("Aria", "character", images=[image(50), image(51), image(52)],
-                     vectors={"bow": np.stack([base, near, far])})
+    library.register(
+        "Aria", "character", images=[image(50), image(51), image(52)], vectors={"bow": np.stack([base, near, far])}
+    )
     refs = Retriever(library, lexical=False).retrieve(ShotQuery("Aria", references_per_entity=2)).hits[0].references
     vecs = [r.vectors["bow"] for r in refs]
     assert float(vecs[0] @ vecs[1]) < 0.9  # not the two near-duplicates
@@ -117,7 +126,9 @@ def test_dense_text_to_image_finds_unnamed_entity(library, bow):
     library.register("Old Boot", "prop", images=[image(61)], vectors={"bow": bag("muddy leather shoe")[None, :]})
     # hashed bags of words collide more than CLIP: calibrate the double's cosines like a user would
     ranges = {"clip_image": (0.45, 0.7), "clip_text": (0.6, 0.95)}
-    result = Retriever(library, lexical=False, dense_ranges=ranges).retrieve(ShotQuery("a glowing crystal sphere on the table"))
+    result = Retriever(library, lexical=False, dense_ranges=ranges).retrieve(
+        ShotQuery("a glowing crystal sphere on the table")
+    )
     assert result.names()[0] == "Orb of Ages"
     assert any(r.startswith("CLIP text->image") for r in result.hits[0].reasons)
     assert "Old Boot" not in result.names()
@@ -140,8 +151,16 @@ def test_text_embedder_without_text_tower_is_refused(library):
         Retriever(library, text_embedder=ColorHistogramEmbedder())
 
 
-@pytest.mark.parametrize("query", [ShotQuery(""), ShotQuery("x", k=0), ShotQuery("x", kinds=("monster",)),
-                                   ShotQuery("x", sources=("found",)), "not a query"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        ShotQuery(""),
+        ShotQuery("x", k=0),
+        ShotQuery("x", kinds=("monster",)),
+        ShotQuery("x", sources=("found",)),
+        "not a query",
+    ],
+)
 def test_bad_queries_raise_typed_errors(library, query):
     with pytest.raises(InvalidInputError):
         Retriever(library).retrieve(query)
@@ -160,8 +179,15 @@ def test_keyframes_of_this_or_later_shots_are_never_references(library):
     library.add_images("Aria", [image(81)], source="harvested", story="s", shot=1, frames=[0])
     library.add_images("Aria", [image(82)], source="harvested", story="s", shot=3, frames=[0])
     r = Retriever(library)
-    shots = {q: [x.shot for x in r.retrieve(ShotQuery("Aria", story_id="s", shot_index=q, references_per_entity=5)).hits[0].references]
-             for q in (0, 1, 2, 4)}
+    shots = {
+        q: [
+            x.shot
+            for x in r.retrieve(ShotQuery("Aria", story_id="s", shot_index=q, references_per_entity=5))
+            .hits[0]
+            .references
+        ]
+        for q in (0, 1, 2, 4)
+    }
     assert shots[0] == shots[1] == [None]
     assert shots[2] == [None, 1]  # registered first, then the earlier keyframe
     assert shots[4][0] is None and sorted(shots[4][1:]) == [1, 3]

@@ -1,5 +1,6 @@
 """The retriever's signals: each built-in one yields terms with reasons, a new one is a module plus an
 entry in the retriever's signal list, and retrieval reads tables only through the Library API."""
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,13 @@ class HouseStyle:
 
 @pytest.fixture
 def tiny(library):
-    library.register("Aria", "character", aliases=["the knight"], images=[image(1)],
-                     description="a young woman knight with a red cloak")
+    library.register(
+        "Aria",
+        "character",
+        aliases=["the knight"],
+        images=[image(1)],
+        description="a young woman knight with a red cloak",
+    )
     library.register("Bram", "character", images=[image(2)], description="an old blacksmith")
     library.register("Castle Keep", "location", images=[image(3)], description="a stone courtyard at dusk")
     library.register("Ink Wash", "style", images=[image(4)], description="monochrome ink wash painting")
@@ -49,8 +55,15 @@ def signal_input(library, query: ShotQuery, context: StoryContext | None = None,
     snap = EntityCatalog(library).get()
     allowed, notes = allowed_ids(query, snap.by_id)
     return SignalInput(
-        query=query, context=context, library=library, entities=snap.by_id, allowed=allowed,
-        matcher=snap.matcher, version=snap.version, text_embedder=embedder, notes=notes,
+        query=query,
+        context=context,
+        library=library,
+        entities=snap.by_id,
+        allowed=allowed,
+        matcher=snap.matcher,
+        version=snap.version,
+        text_embedder=embedder,
+        notes=notes,
     )
 
 
@@ -105,8 +118,9 @@ def test_name_terms_for_names_and_aliases(tiny):
 
 
 def test_story_context_terms_carry_and_resolve_pronouns(tiny):
-    context = StoryContext(on_screen=[tiny.get("Aria").id], recent=[tiny.get("Aria").id],
-                           location=tiny.get("Castle Keep").id)
+    context = StoryContext(
+        on_screen=[tiny.get("Aria").id], recent=[tiny.get("Aria").id], location=tiny.get("Castle Keep").id
+    )
     given = signal_input(tiny, ShotQuery("she raises her sword", cut=False), context)
     terms = names_of(tiny, list(StoryContextSignal().terms(given)))
     assert {t.signal for t in terms["Aria"]} == {"carried", "pronoun"}
@@ -124,8 +138,13 @@ def test_bm25_terms_read_the_library_text_search(tiny):
 
 
 def test_dense_terms_text_to_image_and_text_to_text(library, bow):
-    library.register("Orb", "prop", images=[image(9)], description="a glowing crystal sphere",
-                     vectors={"bow": bag("glowing crystal sphere")[None, :]})
+    library.register(
+        "Orb",
+        "prop",
+        images=[image(9)],
+        description="a glowing crystal sphere",
+        vectors={"bow": bag("glowing crystal sphere")[None, :]},
+    )
     given = signal_input(library, ShotQuery("a glowing crystal sphere"), embedder=bow)
     signal = ClipDense(DenseIndex(library, bow), ranges={"clip_image": (0.45, 0.7), "clip_text": (0.3, 0.95)})
     terms = {t.signal: t for t in signal.terms(given)}
@@ -141,6 +160,10 @@ def test_default_budgets_cover_exactly_the_store_kinds():
 
 def test_retrieval_reads_tables_only_through_the_library_api():
     forbidden = re.compile(r"sql_str|sql_in|\.store\.(references|entities|tokens|shots)\b")
-    offenders = [f"{p.relative_to(RETRIEVAL)}:{i}" for p in RETRIEVAL.rglob("*.py")
-                 for i, line in enumerate(p.read_text().splitlines(), 1) if forbidden.search(line)]
+    offenders = [
+        f"{p.relative_to(RETRIEVAL)}:{i}"
+        for p in RETRIEVAL.rglob("*.py")
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if forbidden.search(line)
+    ]
     assert offenders == []

@@ -1,4 +1,5 @@
 """A library as one downloadable archive (import it with ``continuity import``)."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,9 @@ from ..state import ExistingLibraryDep
 router = APIRouter(tags=["store"])
 
 
-@router.get("/libraries/{lib:path}/export", response_class=FileResponse,
-            responses={200: {"content": {"application/zip": {}}}})
+@router.get(
+    "/libraries/{lib:path}/export", response_class=FileResponse, responses={200: {"content": {"application/zip": {}}}}
+)
 def export(library: ExistingLibraryDep) -> FileResponse:
     """The library as one archive file (import it with ``continuity import``)."""
     folder = tempfile.mkdtemp(prefix="continuity-export-")
@@ -27,6 +29,8 @@ def export(library: ExistingLibraryDep) -> FileResponse:
         raise
     # the temporary archive is deleted once it has been sent
     return FileResponse(
-        path, media_type="application/zip", filename=f"{library.name}.continuity",
+        path,
+        media_type="application/zip",
+        filename=f"{library.name}.continuity",
         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )

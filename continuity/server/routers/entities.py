@@ -1,4 +1,5 @@
 """Entities of a library: list, register with images, read, add images, remove."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -36,9 +37,7 @@ def parse_consent(value: str | None) -> bool | None:
 
 
 @router.get("/libraries/{lib:path}/entities")
-def list_entities(
-    library: ExistingLibraryDep, kind: str | None = None, tag: str | None = None
-) -> dict[str, Any]:
+def list_entities(library: ExistingLibraryDep, kind: str | None = None, tag: str | None = None) -> dict[str, Any]:
     entities = library.list(kind=kind or None, tag=tag or None)
     counts: dict[str, int] = {}
     for ref in library.references(with_vectors=False):
@@ -100,11 +99,21 @@ def register_entity(
     images: Annotated[list[UploadFile] | None, File(description="Reference images.")] = None,
 ) -> dict[str, Any]:
     """Register an entity with its images; nothing is written if any field or image is bad."""
-    rights = {"owner": rights_owner or None, "license": license or None, "consent": parse_consent(consent),
-              "expires": rights_expires or None}
+    rights = {
+        "owner": rights_owner or None,
+        "license": license or None,
+        "consent": parse_consent(consent),
+        "expires": rights_expires or None,
+    }
     encoded = load_uploads(images, upload_limit)
     entity = library.register(
-        name, kind, images=[e.data for e in encoded], aliases=[a for a in aliases if a.strip()],
-        description=description, tags=[t for t in tags if t.strip()], era=era, rights=rights,
+        name,
+        kind,
+        images=[e.data for e in encoded],
+        aliases=[a for a in aliases if a.strip()],
+        description=description,
+        tags=[t for t in tags if t.strip()],
+        era=era,
+        rights=rights,
     )
     return entity_json(entity, library.references(entity, with_vectors=True))

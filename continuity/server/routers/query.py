@@ -1,4 +1,5 @@
 """Retrieval: blueprints for one shot of a library."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -46,10 +47,17 @@ class QueryBody(BaseModel):
 
     def to_shot_query(self) -> ShotQuery:
         return ShotQuery(
-            prompt=self.prompt, k=self.k, cast=tuple(self.cast) if self.cast is not None else None,
-            location=self.location, cut=self.cut, era=self.era, story_id=self.story_id,
-            shot_index=self.shot_index, references_per_entity=self.references_per_entity,
-            kinds=tuple(self.kinds) if self.kinds is not None else None, tags=tuple(self.tags),
+            prompt=self.prompt,
+            k=self.k,
+            cast=tuple(self.cast) if self.cast is not None else None,
+            location=self.location,
+            cut=self.cut,
+            era=self.era,
+            story_id=self.story_id,
+            shot_index=self.shot_index,
+            references_per_entity=self.references_per_entity,
+            kinds=tuple(self.kinds) if self.kinds is not None else None,
+            tags=tuple(self.tags),
             require_consent=self.require_consent,
         )
 

@@ -1,4 +1,5 @@
 """One reference's stored image bytes."""
+
 from __future__ import annotations
 
 import re
@@ -20,17 +21,18 @@ router = APIRouter(tags=["entities"])
 def get_ref_id(ref_id: str) -> str:
     """The route's ``{ref_id}``, refused before any store read when it cannot be an id."""
     if not _REF_ID_RE.match(ref_id):
-        raise InvalidInputError(
-            f"reference id {ref_id!r} is malformed; expected the id from an entity's 'references'"
-        )
+        raise InvalidInputError(f"reference id {ref_id!r} is malformed; expected the id from an entity's 'references'")
     return ref_id
 
 
 RefIdDep = Annotated[str, Depends(get_ref_id)]
 
 
-@router.get("/libraries/{lib:path}/references/{ref_id}/image", response_class=Response,
-            responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}}})
+@router.get(
+    "/libraries/{lib:path}/references/{ref_id}/image",
+    response_class=Response,
+    responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}}},
+)
 def reference_image(library: LibraryDep, ref_id: RefIdDep, request: Request) -> Response:
     """The stored image bytes of one reference, as registered (byte-identical for JPEG/PNG/WebP)."""
     ref = library.reference(ref_id, with_images=True)

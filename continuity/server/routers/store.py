@@ -1,4 +1,5 @@
 """The store as a whole: liveness (public) and the list of libraries."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Shared by the worker processes: unique tiny images and a count of Lance commit retries."""
+
 from __future__ import annotations
 
 import hashlib

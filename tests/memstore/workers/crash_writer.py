@@ -1,8 +1,10 @@
 """Crash worker: ``python -m tests.memstore.workers.crash_writer DB SEED``. Loops writes until it
 is killed: batch registrations, removals, FAISS index syncs and repairs. It prints one line per
-write that returned (``C <ids>`` committed, ``R <id>`` removed) so the test knows what must survive.
+write that returned (``C <ids>`` committed, ``R <id>`` removed) so the test knows what must survive,
+and ``r <id>`` before each removal starts (that entity may be gone or not, but never half-gone).
 Each entity records the sha256 of its images in ``attributes['base']``: completeness is checkable.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,14 +30,23 @@ def main(argv: list[str]) -> int:
             prepared = []
             for j in range(rng.randint(1, 3)):
                 images = [tiny_png(rng) for _ in range(rng.randint(1, 3))]
-                prepared.append(lib.prepare(f"p{os.getpid()}-{seed}-{i}-{j}", "prop", images=images,
-                                            attributes={"base": [sha(b) for b in images]}))
+                prepared.append(
+                    lib.prepare(
+                        f"p{os.getpid()}-{seed}-{i}-{j}",
+                        "prop",
+                        images=images,
+                        attributes={"base": [sha(b) for b in images]},
+                    )
+                )
             done = lib.commit(prepared)
             print("C " + " ".join(e.id for e in done), flush=True)
         elif r < 0.82:
             ids = store.entities.to_lance().to_table(columns=["id"]).column("id").to_pylist()
             if ids:
                 victim = rng.choice(ids)
+                # the intent first: a kill after the delete commits but before "R" is printed
+                # leaves a removal the harness must not count as a lost entity
+                print(f"r {victim}", flush=True)
                 lib.remove(victim)
                 print(f"R {victim}", flush=True)
         elif r < 0.95:

@@ -1,5 +1,6 @@
 """Crash worker for store creation: ``python -m tests.memstore.workers.init_crasher FOLDER``
 creates stores FOLDER/0, FOLDER/1, ... in a loop until killed, so a kill lands inside ``Store.init``."""
+
 from __future__ import annotations
 
 import sys

@@ -6,6 +6,7 @@ in the same order. MODE ``reader``: reads until ``OUT + '.stop'`` exists and log
 Each prints ``ready`` once open and starts on a line on stdin, so that all overlap. The log
 (JSON) goes to OUT.
 """
+
 from __future__ import annotations
 
 import json
