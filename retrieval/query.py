@@ -65,10 +65,7 @@ class Hit:
             "score": round(float(self.score), 6),
             "reasons": list(self.reasons),
             "signals": {k: round(float(v), 6) for k, v in self.signals},
-            "references": [
-                {"id": r.id, "era": r.era, "source": r.source, "sha256": r.sha256, "story": r.story, "shot": r.shot}
-                for r in self.references
-            ],
+            "references": [r.to_json() for r in self.references],
         }
 
 
@@ -104,14 +101,7 @@ class RetrievalResult:
             "shot_index": self.query.shot_index,
             "hits": [h.to_json() for h in self.hits],
             "memory": [
-                {
-                    "id": r.id,
-                    "entity_id": r.entity_id,
-                    "story": r.story,
-                    "shot": r.shot,
-                    "frame": r.frame,
-                    "reason": why,
-                }
+                {**r.to_json(), "reason": why}
                 # reasons may be missing (or fewer) for memory set by hand: pair what there is
                 for r, why in zip(self.memory, self.memory_reasons or ("",) * len(self.memory), strict=False)
             ],
