@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memstore.errors import InvalidInputError
+from memstore.files import publish
 
 SCHEMA_VERSION = 1
 #: distributions whose versions are recorded (read from metadata: nothing heavy is imported)
@@ -186,7 +187,7 @@ def write_provenance(path: str | os.PathLike[str], manifest: ShotManifest) -> Pa
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, p)
+        publish(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -24,6 +24,8 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
+from memstore.files import publish
+
 from .provenance import BlueprintUse
 from .video import contact_sheet
 
@@ -338,7 +340,7 @@ def write_report(
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(html_text)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

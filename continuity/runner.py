@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from memstore.errors import ScriptError
+from memstore.errors import ContinuityError, ScriptError
 from memstore.library import Library
 from memstore.schema import Entity, Reference, ShotRecord
 from retrieval.context import StoryContext
@@ -28,6 +28,7 @@ from retrieval.query import RetrievalResult, ShotQuery
 
 from .consent import ConsentOverride, check_rights
 from .keyframes import KeyframeWriter
+from .preflight import name_problems
 from .story import Scene, Shot, StoryScript, shot_input_hash
 
 
@@ -48,6 +49,8 @@ class RunConfig:
     consent_overrides: tuple[str, ...] = ()
     require_consent: bool = False
     register_cast: bool = True
+    # store each shot's keyframes as harvested references (the episodic memory of later shots)
+    write_back: bool = True
     # cosine between a keyframe's face and a character's reference faces to attribute it; lenient on
     # purpose (dlib's usual same-person cut, 0.6 euclidean on unit vectors, is about 0.82 cosine)
     face_match_threshold: float = 0.55
@@ -171,6 +174,9 @@ class StoryRunner:
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self, story: StoryScript, *, stop_after: int | None = None) -> StoryRun:
+        problems = name_problems(story, self.library)
+        if problems:  # before anything is registered or rendered
+            raise ScriptError(f"{len(problems)} problem(s) in the script: " + " | ".join(problems))
         (self.out_dir / "shots").mkdir(parents=True, exist_ok=True)
         self.ensure_cast(story)
         self._generator()
@@ -185,7 +191,7 @@ class StoryRunner:
                 break
             started = time.perf_counter()
             plan = self.plan(story, index, scene, shot, context, previous_hash)
-            resumed = self._is_done(plan, done)
+            resumed = self._is_done(story, plan, done)
             runs.append(self.resume(story, plan) if resumed else self.make(story, plan, writer, started))
             context.update(plan.result)
             previous_hash = plan.input_hash
@@ -274,8 +280,26 @@ class StoryRunner:
             "overrides": [o.entity_id for o in overrides],
         }
 
-    def _is_done(self, plan: ShotPlan, done: dict[int, str]) -> bool:
-        return done.get(plan.index) == plan.input_hash and plan.video.exists() and plan.provenance.exists()
+    def _is_done(self, story: StoryScript, plan: ShotPlan, done: dict[int, str]) -> bool:
+        """Made with these inputs, and the files in ``--out`` are that shot's: another story (or
+        another run of this one) may have written a shot of the same number into the folder."""
+        if done.get(plan.index) != plan.input_hash or not plan.video.exists() or not plan.provenance.exists():
+            return False
+        from .provenance import read_provenance
+
+        try:
+            manifest = read_provenance(plan.provenance)
+        except ContinuityError:
+            return False
+        video = next((o for o in manifest.outputs if o.kind == "video"), None)
+        return (
+            manifest.story_id == story.id
+            and manifest.shot_index == plan.index
+            and manifest.input_hash == plan.input_hash
+            and video is not None
+            # the size, not the hash: resuming a feature-length story must not re-read every MP4
+            and video.bytes == plan.video.stat().st_size
+        )
 
     def resume(self, story: StoryScript, plan: ShotPlan) -> ShotRun:
         """A shot already made with these inputs: report what it wrote, make nothing."""
@@ -311,7 +335,7 @@ class StoryRunner:
         frames = np.asarray(output.frames)
         t = time.perf_counter()
         write_mp4(plan.video, frames, output.fps)  # atomic: a temp file renamed into place
-        keyframes = writer.write_back(story.id, plan.index, frames, plan.result)
+        keyframes = writer.write_back(story.id, plan.index, frames, plan.result) if self.config.write_back else []
         timings["keyframes"] = time.perf_counter() - t
         write_provenance(plan.provenance, self._provenance(story, plan, keyframes, output, conditioning, timings))
         self._record(story.id, plan)

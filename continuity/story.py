@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from memstore.errors import InvalidNameError, ScriptError
 from memstore.validation import MAX_PROMPT_CHARS, Kind, clean_name
 
+from .suggest import did_you_mean
+
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_SHOTS = 10_000
 CastKind = Kind
@@ -177,9 +179,15 @@ def _error(scene: int | None, shot: int | None, message: str) -> ScriptError:
     return ScriptError(f"{where}: {message}" if where else message)
 
 
-def _describe(err: ValidationError) -> str:
-    """One line from pydantic's first error: which field, what was wrong."""
-    e = err.errors()[0]
+def _describe(err: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line from pydantic's errors: unknown keys first (a misspelt key also makes its real
+    field "missing"; the typo is what the user must fix), each with a did-you-mean; else the first."""
+    errors = err.errors()
+    extra = [".".join(str(x) for x in e.get("loc", ())) for e in errors if e.get("type") == "extra_forbidden"]
+    if extra:
+        known = list(model.model_fields) if model is not None else []
+        return "; ".join(f"{name!r} is not a known field{did_you_mean(name.split('.')[-1], known)}" for name in extra)
+    e = errors[0]
     field = ".".join(str(x) for x in e.get("loc", ())) or "value"
     kind = e.get("type", "")
     if kind == "missing":
@@ -216,7 +224,13 @@ def _build_shot(raw: Any, scene_no: int, shot_no: int) -> Shot:
     try:
         return Shot.model_validate(raw)
     except ValidationError as exc:
-        raise _error(scene_no, shot_no, _describe(exc)) from None
+        raise _error(scene_no, shot_no, _describe(exc, Shot)) from None
+
+
+def _unknown_keys(raw: dict[str, Any], known: set[str]) -> str | None:
+    """A message naming every key that is not a field (with a did-you-mean), or None."""
+    unknown = sorted(str(k) for k in set(raw) - known)
+    return "; ".join(f"{k!r} is not a known field{did_you_mean(k, known)}" for k in unknown) or None
 
 
 def _clean_names(names: list[str] | None, scene_no: int, shot_no: int | None, what: str) -> None:
@@ -227,7 +241,13 @@ def _clean_names(names: list[str] | None, scene_no: int, shot_no: int | None, wh
             raise _error(scene_no, shot_no, str(exc)) from None
 
 
+NATIVE_KEYS = {"id", "title", "overview", "cast", "scenes"}
+
+
 def _from_native(data: dict[str, Any], default_id: str) -> StoryScript:
+    unknown = _unknown_keys(data, NATIVE_KEYS)
+    if unknown:
+        raise ScriptError(unknown)
     scenes_raw = data.get("scenes")
     if scenes_raw is None:
         raise ScriptError("'scenes' is missing; a story script needs a list of scenes of shots")
@@ -248,7 +268,7 @@ def _from_native(data: dict[str, Any], default_id: str) -> StoryScript:
             for a in m.aliases:
                 clean_name(a, "alias")
         except ValidationError as exc:
-            raise ScriptError(f"cast member {i}: {_describe(exc)}") from None
+            raise ScriptError(f"cast member {i}: {_describe(exc, CastMember)}") from None
         except InvalidNameError as exc:
             raise ScriptError(f"cast member {i}: {exc}") from None
         cast.append(m)
@@ -260,9 +280,9 @@ def _from_native(data: dict[str, Any], default_id: str) -> StoryScript:
         scene_no = s_raw.get("index", s_pos)
         if not isinstance(scene_no, int) or isinstance(scene_no, bool) or scene_no < 1:
             raise _error(s_pos, None, f"'index' must be a positive integer, got {scene_no!r}")
-        unknown = set(s_raw) - {"index", "location", "shots"}
+        unknown = _unknown_keys(s_raw, {"index", "location", "shots"})
         if unknown:
-            raise _error(scene_no, None, f"{sorted(unknown)[0]!r} is not a known field")
+            raise _error(scene_no, None, unknown)
         shots_raw = s_raw.get("shots")
         if not isinstance(shots_raw, list) or not shots_raw:
             raise _error(scene_no, None, "'shots' is missing or empty; give at least one shot")
@@ -308,7 +328,7 @@ def _finish(**fields: Any) -> StoryScript:
     try:
         return StoryScript(**fields)
     except ValidationError as exc:
-        raise ScriptError(_describe(exc)) from None
+        raise ScriptError(_describe(exc, StoryScript)) from None
 
 
 def _from_st_bench(data: dict[str, Any], default_id: str) -> StoryScript:

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from memstore.errors import InvalidInputError, MissingExtraError
+from memstore.files import publish
 
 PREFERRED_CODECS = ("libx264", "h264", "mpeg4")
 
@@ -120,7 +121,7 @@ class _Writer:
             for packet in self.stream.encode(None):
                 self.container.mux(packet)
             self.container.close()
-            os.replace(self.tmp, self.path)
+            publish(self.tmp, self.path)
             return self.path
         except BaseException:
             self.abort()

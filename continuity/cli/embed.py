@@ -1,6 +1,5 @@
 """``continuity embedders`` / ``configure`` / ``reindex``: which embedders index a library."""
 
-# typer reads each option from its parameter's default, evaluated once as it expects:
 from __future__ import annotations
 
 import json

@@ -1,6 +1,5 @@
 """``continuity query``: what would this shot retrieve, and why."""
 
-# typer reads each option from its parameter's default, evaluated once as it expects:
 from __future__ import annotations
 
 from pathlib import Path

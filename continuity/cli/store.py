@@ -1,7 +1,6 @@
 """Store and library commands: init, register, add-image, list, show, rename, remove, export,
 import, import-folder, libraries. Registered onto the main app by :mod:`continuity.cli`."""
 
-# typer reads each option from its parameter's default, evaluated once as it expects:
 from __future__ import annotations
 
 from pathlib import Path

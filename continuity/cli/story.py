@@ -1,6 +1,5 @@
 """``continuity story run`` and ``continuity demo``."""
 
-# typer reads each option from its parameter's default, evaluated once as it expects:
 from __future__ import annotations
 
 from pathlib import Path
@@ -135,6 +134,9 @@ def story_run(
         False, "--require-consent", help="Refuse entities whose consent is not recorded as yes."
     ),
     shots: int | None = typer.Option(None, "--shots", help="Run only the first N shots."),
+    write_back: bool = typer.Option(
+        True, "--write-back/--no-write-back", help="Store each shot's keyframes as memory for later shots."
+    ),
     library: str = LibraryOption,
     db: str | None = DbOption,
     as_json: bool = typer.Option(False, "--json"),
@@ -164,6 +166,7 @@ def story_run(
         fps=fps,
         consent_overrides=tuple(override),
         require_consent=require_consent,
+        write_back=write_back,
     )
     adapter_instance = build_generator(generator, lib, model=model, adapter=adapter, options=options)
     with _progress() as bar:
