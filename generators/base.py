@@ -156,6 +156,18 @@ class GeneratorAdapter(abc.ABC):
     def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         """Run the backbone with prepared conditioning; same inputs and seed give the same frames."""
 
+    def call_arguments(self, shot: ShotSpec, conditioning: Conditioning) -> dict[str, Any]:
+        """Keyword arguments for a diffusers pipeline call with this conditioning, for a user who
+        loaded the pipeline (and its adapters) in their own script: ``pipe(**plan.call_arguments)``.
+        Adapters add what their backbone takes (image embeddings, masks, reference or memory frames)."""
+        return {
+            "prompt": conditioning.prompt,
+            "negative_prompt": conditioning.negative_prompt or None,
+            "num_frames": shot.num_frames,
+            "width": shot.width,
+            "height": shot.height,
+        }
+
     def run(self, shot: ShotSpec, result: RetrievalResult, seed: int | None = None) -> ShotOutput:
         return self.generate(shot, self.prepare(shot, result), shot.seed if seed is None else seed)
 

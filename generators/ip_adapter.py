@@ -372,6 +372,12 @@ class IPAdapterGenerator(GeneratorAdapter):
             self.pipeline.set_ip_adapter_scale(float(np.mean(scales)))
         return kwargs
 
+    def call_arguments(self, shot: ShotSpec, conditioning: Conditioning) -> dict[str, Any]:
+        """``prompt``, ``negative_prompt``, size and the IP-Adapter image embeddings (from the token
+        cache) with masks and scales set on the pipeline: ``pipe(**kwargs)`` for an image pipeline."""
+        args = {k: v for k, v in super().call_arguments(shot, conditioning).items() if k != "num_frames"}
+        return {**args, **self._pipeline_kwargs(conditioning)}
+
     def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         from ._diffusers import call_pipeline
 

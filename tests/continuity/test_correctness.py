@@ -11,7 +11,7 @@ import pytest
 from continuity.runner import RunConfig, StoryRunner
 from continuity.story import parse_story
 from memstore.errors import ScriptError
-from tests.continuity.test_runner import SMALL, cast, run_story, story_data  # noqa: F401 - the cast fixture
+from tests.continuity.test_runner import SMALL, run_story, story_data
 
 
 def _other_story() -> dict:
