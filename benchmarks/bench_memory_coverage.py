@@ -98,10 +98,16 @@ def retriever_predictions(name: str, story: dict) -> list[list[str]] | None:
         for e in story["entities"]:
             library.register(e["name"], e["kind"], aliases=e.get("aliases", []), description=e.get("description", ""))
         retriever, context, out = Retriever(library), StoryContext(), []
-        for index, _scene, shot in script.iter_shots():
-            result = retriever.retrieve(
-                ShotQuery(prompt=shot.prompt, story_id=script.id, shot_index=index, cut=shot.cut), context
+        for index, scene, shot in script.iter_shots():
+            query = ShotQuery(
+                prompt=shot.prompt,
+                story_id=script.id,
+                shot_index=index,
+                cut=shot.cut,
+                scene=scene.index,
+                first_frame_prompt=shot.first_frame_prompt,
             )
+            result = retriever.retrieve(query, context)
             context.update(result)
             out.append(result.names())
         return out

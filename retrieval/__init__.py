@@ -7,7 +7,7 @@ from .fusion import DEFAULT_BUDGETS, DEFAULT_MIN_SCORE, WEIGHTS
 from .memory import POLICIES, MemoryFrame, group_frames, select_memory
 from .mentions import Mention, NameMatcher, find_mentions
 from .query import Hit, RetrievalResult, ShotQuery
-from .retriever import MAX_PROMPT_CHARS, Retriever, default_signals
+from .retriever import MAX_PROMPT_CHARS, Reader, Retriever, default_readers, default_signals
 from .signals import Signal, SignalInput, Term
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "MemoryFrame",
     "Mention",
     "NameMatcher",
+    "Reader",
     "RetrievalResult",
     "Retriever",
     "ShotQuery",
@@ -27,6 +28,7 @@ __all__ = [
     "SignalInput",
     "StoryContext",
     "Term",
+    "default_readers",
     "default_signals",
     "find_mentions",
     "group_frames",

@@ -7,8 +7,13 @@ strength for merging long ranked lists, but a shot needs a yes/no per entity (is
 shot?) and a minimum score; ranks carry no such information (the top BM25 hit of a prompt with
 nobody in it is still rank 1). Calibrated evidence keeps absolute strength, agrees with intuition
 (a name in the prompt alone passes; weak BM25 alone does not; weak BM25 plus a weak CLIP match
-can), and every term is printable as a reason. The weights below were set by hand on two ST-Bench
-stories (bean, cat) and checked on the other annotated ones (benchmarks/bench_retrieval_quality.py).
+can), and every term is printable as a reason.
+
+Some terms speak against an entity: "remembering the fox" (the fox is not on screen), "gazes toward
+the Moon" (the Moon is seen, not the shot's place). Their weight is negative; such a term damps the
+score instead of adding to it: score = (1 - prod(1 - w * e)) * prod(1 - |w_damp| * e_damp), and its
+reason says why. The weights below were set by hand on the tune split of this project's annotation
+(benchmarks/bench_retrieval_quality.py; its held-out split is never tuned on).
 """
 
 from __future__ import annotations
@@ -32,6 +37,18 @@ WEIGHTS = {
     "bm25": 0.5,
     "clip_image": 0.6,
     "clip_text": 0.5,
+    "scene": 0.75,  # the place of this scene's earlier shots: a cut inside a scene keeps the place
+    "story_place": 0.45,  # a new scene whose prompt names no place at all: the last place, weakly
+    "place": 0.6,  # a place noun of the location in a setting phrase ("walks down the long corridor")
+    "introduced": 0.7,  # "an astronaut" introducing a cast member not yet seen
+    # damping terms (negative): evidence that the entity is not on screen or not the shot's place
+    "off_screen": -0.95,  # "remembering the fox", "without the braces"
+    "owner": -0.7,  # "the Little Prince's planet": named as a place's owner, not seen in it
+    "elsewhere": -0.9,  # a place seen or left ("toward the Moon", "after leaving Thornfield")
+    "moved": -0.85,  # the scene's place, but the prompt sets the shot somewhere else
+    "unseen_prop": -0.8,  # a prop no word of the prompt names (only its description matched)
+    "container": -0.9,  # a prop the shot is inside of ("the spacecraft" seen from its cabin)
+    "insert": -0.85,  # carried into a close-up of an object that shows no one
 }
 #: most entities of each kind in one result: one entry per kind of memstore.validation.KINDS
 DEFAULT_BUDGETS = {"character": 3, "location": 1, "prop": 2, "style": 1}
@@ -63,6 +80,7 @@ class Evidence:
     terms: dict[str, float] = field(default_factory=dict)  # signal -> evidence in [0, 1]
     reasons: list[str] = field(default_factory=list)
     raw: dict[str, float] = field(default_factory=dict)  # signal -> raw value, for Hit.signals
+    reason_of: dict[str, str] = field(default_factory=dict)  # signal -> the reason of its kept term
 
     def add(self, signal: str, evidence: float, reason: str, raw: float | None = None) -> None:
         evidence = float(np.clip(evidence, 0.0, 1.0))
@@ -71,15 +89,21 @@ class Evidence:
         if signal not in self.terms:
             self.reasons.append(reason)
         else:  # a stronger instance of the same signal replaces the weaker reason
-            self.reasons = [r for r in self.reasons if not r.startswith(_prefix(signal))] + [reason]
+            old = self.reason_of.get(signal)
+            self.reasons = [r for r in self.reasons if r != old and not r.startswith(_prefix(signal))] + [reason]
         self.terms[signal] = evidence
+        self.reason_of[signal] = reason
         self.raw[signal] = float(evidence if raw is None else raw)
 
     def score(self, weights: Mapping[str, float] = WEIGHTS) -> float:
-        miss = 1.0
+        miss, kept = 1.0, 1.0
         for signal, e in self.terms.items():
-            miss *= 1.0 - weights.get(signal, 0.0) * e
-        return 1.0 - miss
+            w = weights.get(signal, 0.0)
+            if w < 0:
+                kept *= 1.0 + w * e  # a damping term: what speaks against the entity
+            else:
+                miss *= 1.0 - w * e
+        return (1.0 - miss) * kept
 
 
 #: how the reason of a term that may come again stronger starts (the weaker reason is then replaced)
@@ -103,7 +127,11 @@ def rank(
     evidence: Mapping[str, Evidence], kind_of: Callable[[str], str], weights: Mapping[str, float] = WEIGHTS
 ) -> list[tuple[str, str, float]]:
     """(entity_id, kind, fused score) of every entity with at least one term, for :func:`apply_budgets`."""
-    return [(eid, kind_of(eid), e.score(weights)) for eid, e in evidence.items() if e.terms]
+    return [
+        (eid, kind_of(eid), e.score(weights))
+        for eid, e in evidence.items()
+        if any(weights.get(s, 0.0) >= 0 for s in e.terms)
+    ]
 
 
 def apply_budgets(

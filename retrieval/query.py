@@ -21,6 +21,9 @@ class ShotQuery:
     ``era`` picks the version of every entity ("armored", "season 2"); ``eras`` per entity name.
     ``sources`` orders (and limits) the references offered: registered before harvested keyframes
     unless asked otherwise.
+    ``scene`` is the shot's scene number in its script (shots of one scene share a place unless the
+    prompt moves; a cut inside a scene is not a change of place); ``first_frame_prompt`` the
+    script's description of the shot's first frame, read beside the prompt (ST-Bench has one).
     """
 
     prompt: str
@@ -37,6 +40,8 @@ class ShotQuery:
     references_per_entity: int = 2
     require_consent: bool = False
     sources: tuple[str, ...] = ("registered", "harvested")
+    scene: int | None = None
+    first_frame_prompt: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ entities' references read, and the images of only the chosen references.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from .signals import (
     DenseIndex,
     ExplicitCast,
     NameMentions,
+    PlaceReading,
     Signal,
     SignalInput,
     StoryContextSignal,
@@ -64,13 +65,30 @@ def default_signals(
     return signals
 
 
+class Reader(Protocol):
+    """A reading of the shot that runs after the signals and may speak about what they found (a
+    prop only a description word matched; a place the prompt only looks at): its terms, damping
+    ones included, are fused with theirs."""
+
+    @property
+    def weights(self) -> Mapping[str, float]: ...
+
+    def terms(self, given: SignalInput, found: Sequence[Term]) -> Iterable[Term]: ...
+
+
+def default_readers() -> list[Reader]:
+    """The built-in readers: where the shot is set and what is on screen (:mod:`retrieval.signals.place`)."""
+    return [PlaceReading()]
+
+
 class Retriever:
     """Retrieve blueprints for shots of one library.
 
     ``text_embedder``: an embedder with a text tower (``has_text`` and ``embed_texts``), e.g. the
     open_clip one; when None, the library's first configured text-capable embedder is used, if any.
     ``lexical=False`` turns BM25 off (it reads Lance per query; the other signals do not).
-    ``signals`` replaces the built-in list (:func:`default_signals`); ``weights`` overrides the
+    ``signals`` replaces the built-in list (:func:`default_signals`); ``readers`` the readings that
+    run after them (:func:`default_readers`; ``reading=False`` for none); ``weights`` overrides the
     weight of any term name, a custom signal's included."""
 
     def __init__(
@@ -85,6 +103,8 @@ class Retriever:
         dense_k: int = 64,
         dense_ranges: Mapping[str, tuple[float, float]] | None = None,
         signals: Sequence[Signal] | None = None,
+        readers: Sequence[Reader] | None = None,
+        reading: bool = True,
     ):
         self.library = library
         self.budgets = {**DEFAULT_BUDGETS, **(budgets or {})}
@@ -95,6 +115,7 @@ class Retriever:
         if signals is None:
             signals = default_signals(dense=self.dense, lexical=lexical, dense_k=dense_k, dense_ranges=dense_ranges)
         self.signals: list[Signal] = list(signals)
+        self.readers: list[Reader] = list(default_readers() if readers is None else readers) if reading else []
         self._catalog = EntityCatalog(library)
 
     @property
@@ -103,6 +124,8 @@ class Retriever:
         merged = dict(WEIGHTS)
         for signal in self.signals:
             merged.update(signal.weights)
+        for reader in self.readers:
+            merged.update(reader.weights)
         return {**merged, **self.weight_overrides}
 
     # --- the dense index, for callers that search by vector ---------------------------------------
@@ -145,7 +168,10 @@ class Retriever:
 
     def _terms(self, given: SignalInput) -> list[Term]:
         # the filter again here: a signal of someone else's cannot surface an entity the query refused
-        return [t for signal in self.signals for t in signal.terms(given) if t.entity_id in given.allowed]
+        found = [t for signal in self.signals for t in signal.terms(given) if t.entity_id in given.allowed]
+        for reader in self.readers:
+            found += [t for t in reader.terms(given, tuple(found)) if t.entity_id in given.allowed]
+        return found
 
     def _within_budgets(self, evidence: dict[str, Evidence], terms: Sequence[Term], given: SignalInput) -> Chosen:
         by_id = given.entities
@@ -156,6 +182,7 @@ class Retriever:
         dropped = [by_id[eid].name for eid, _, s in ranked if s >= self.min_score and eid not in kept]
         if dropped:
             given.notes.append(f"over the per-kind budget or k: {', '.join(sorted(dropped))}")
+        given.notes.extend(_damped_notes(evidence, by_id, self.weights, self.min_score, kept))
         return chosen
 
     def _references(self, chosen: Chosen, given: SignalInput) -> dict[str, list[Reference]]:
@@ -169,6 +196,25 @@ class Retriever:
             prompt_vector=given.prompt_vector,
             dense_column=self.dense_column,
         )
+
+
+def _damped_notes(
+    evidence: Mapping[str, Evidence],
+    by_id: Mapping[str, Entity],
+    weights: Mapping[str, float],
+    min_score: float,
+    kept: set[str],
+) -> list[str]:
+    """Why an entity that its other terms would have kept was left out: its damping terms' reasons."""
+    notes = []
+    for eid, e in evidence.items():
+        damping = [s for s in e.terms if weights.get(s, 0.0) < 0]
+        if eid in kept or not damping:
+            continue
+        undamped = Evidence(eid, {s: v for s, v in e.terms.items() if s not in damping})
+        if undamped.score(weights) >= min_score:
+            notes.append(f"left out {by_id[eid].name}: " + "; ".join(e.reason_of[s] for s in damping))
+    return notes
 
 
 def _hit(entity: Entity, score: float, evidence: Evidence, references: Sequence[Reference]) -> Hit:

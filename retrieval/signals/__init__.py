@@ -8,6 +8,7 @@ from .context import StoryContextSignal
 from .dense import ClipDense, DenseHit, DenseIndex, EntityTextVectors, search_images
 from .lexical import Bm25
 from .names import NameMentions
+from .place import PlaceReading
 
 __all__ = [
     "Bm25",
@@ -17,6 +18,7 @@ __all__ = [
     "EntityTextVectors",
     "ExplicitCast",
     "NameMentions",
+    "PlaceReading",
     "Signal",
     "SignalInput",
     "StoryContextSignal",
