@@ -107,10 +107,14 @@ def _check_weights(spec: GeneratorEntry, model: str | None, adapter: str | None)
         raise MissingWeightsError(
             f"generator {key!r} needs adapter weights: got no --adapter; pass --adapter FOLDER_OR_FILE ({hint})"
         )
-    if adapter is not None and not Path(adapter).expanduser().exists():
-        raise MissingWeightsError(
-            f"adapter weights for {key!r} not found: --adapter {adapter} does not exist; pass a local folder or file"
-        )
+    # A LoRA may name one file per expert ("HIGH,LOW" for Wan2.2's two experts); each must exist.
+    parts = adapter.split(",") if adapter is not None and spec.adapter == "lora" else [adapter]
+    for part in parts:
+        if part is not None and not Path(part.strip()).expanduser().exists():
+            raise MissingWeightsError(
+                f"adapter weights for {key!r} not found: --adapter {part.strip() or adapter!r} does not exist; "
+                "pass a local folder or file"
+            )
 
 
 def _check_options(spec: GeneratorEntry, options: Mapping[str, Any]) -> None:
@@ -162,15 +166,17 @@ def build_generator(
             from memstore.tokens import TokenCache
 
             kwargs["token_cache"] = TokenCache(library)  # each reference encoded once, across shots and runs
+        if key == "faceid":
+            kwargs["library"] = library  # its vector-column metadata says which column holds ArcFace vectors
         generator = cls.from_pretrained(model, str(Path(adapter).expanduser()), **kwargs)
     elif spec.adapter == "lora" and adapter is not None:
+        # The generator's own loader reads every form it accepts (a file, "HIGH,LOW", a folder with one file
+        # per expert); lora_scale multiplies the scale each file's config (e.g. rsLoRA) gives, and
+        # lora_alpha / lora_rslora override that config.
         scale = float(options.pop("lora_scale", 1.0))
+        how = {k: options.pop(f"lora_{k}") for k in ("alpha", "rslora") if f"lora_{k}" in options}
         generator = cls.from_pretrained(model, **options)
-        path = Path(adapter).expanduser()
-        if path.is_file():
-            generator.load_lora(str(path.parent), weight_name=path.name, scale=scale)
-        else:
-            generator.load_lora(str(path), scale=scale)
+        generator.load_lora(str(adapter).strip(), scale=scale, **how)
     else:
         generator = cls.from_pretrained(model, **options)
     if device is not None or dtype is not None:

@@ -95,7 +95,7 @@ BUILTIN_GENERATORS: tuple[GeneratorEntry, ...] = (
         adapter="lora",
         needs_model=True,
         extra="diffusers",
-        hint="Wan-AI/Wan2.2-I2V-A14B-Diffusers (and optionally StoryMem's LoRA as --adapter)",
+        hint="Wan-AI/Wan2.2-I2V-A14B-Diffusers; optionally StoryMem's LoRA as --adapter (its MI2V/ or MM2V/ folder, or HIGH,LOW files)",
     ),
 )
 _ENTRIES: dict[str, GeneratorEntry] = {entry.name: entry for entry in BUILTIN_GENERATORS}

@@ -8,8 +8,9 @@ negative temporal RoPE positions (-M..-1) so the video keeps positions 0..T-1, t
 model was trained to generate at. RoPE attention depends only on position differences, so the
 plain negative offset attends exactly like memory at 0..M-1 followed by the video; what changes
 attention is ``memory_rope_gap``, extra distance between memory and shot (a cut). This is an independent implementation on diffusers' Wan
-components (WanTransformer3DModel, AutoencoderKLWan); StoryMem's LoRAs load through diffusers'
-LoRA loader (``load_lora_weights``).
+components (WanTransformer3DModel, AutoencoderKLWan); StoryMem's LoRA (one rsLoRA file per Wan2.2
+expert, on Wan's original module names) loads through :mod:`generators.lora`, each file into its
+own expert at its real scale.
 
 Design choices (ours): the memory positions of the noisy stream hold the clean memory latents at
 every step and only the video part is stepped by the scheduler, so with no memory the pipeline is
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from .base import (
     reference_image,
     require_diffusers,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .lora import LoadedLora
 
 ROPE_MODES = ("negative", "sequential")
 
@@ -328,6 +332,8 @@ class WanM2VGenerator(GeneratorAdapter):
         first_frame: str = "none",
         lora: str | None = None,
         lora_scale: float = 1.0,
+        lora_alpha: float | None = None,
+        lora_rslora: bool | None = None,
         num_inference_steps: int = 40,
         guidance_scale: float = 5.0,
         model_id: str | None = None,
@@ -353,8 +359,9 @@ class WanM2VGenerator(GeneratorAdapter):
         self.num_inference_steps = int(num_inference_steps)
         self.guidance_scale = float(guidance_scale)
         self._model_id = model_id
+        self.loras: list[LoadedLora] = []
         if lora is not None:
-            self.load_lora(lora, scale=lora_scale)
+            self.load_lora(lora, scale=lora_scale, alpha=lora_alpha, rslora=lora_rslora)
 
     @classmethod
     def from_pretrained(
@@ -376,13 +383,31 @@ class WanM2VGenerator(GeneratorAdapter):
         adapter_name: str = "storymem",
         scale: float = 1.0,
         weight_name: str | None = None,
-    ) -> None:
-        """Load StoryMem's (or any) Wan LoRA through diffusers' ``load_lora_weights``."""
-        kwargs: dict[str, Any] = {"adapter_name": adapter_name}
-        if weight_name:
-            kwargs["weight_name"] = weight_name
-        self.pipeline.load_lora_weights(path_or_state_dict, **kwargs)
+        alpha: float | None = None,
+        rslora: bool | None = None,
+    ) -> list[LoadedLora]:
+        """Load StoryMem's (or any) Wan LoRA, each expert its own file (see :func:`generators.lora.lora_files`):
+        a folder with ``backbone_high_noise`` and ``backbone_low_noise``, ``"HIGH,LOW"``, or one file for a
+        one-expert pipeline. StoryMem's files are rsLoRA (alpha / sqrt(r)); other files use what they
+        state, else alpha = r. ``alpha`` / ``rslora`` override that; ``scale`` multiplies the result."""
+        from .lora import load_wan_lora
+
+        loaded = load_wan_lora(
+            self.pipeline,
+            path_or_state_dict,
+            adapter_name=adapter_name,
+            weight_name=weight_name,
+            alpha=alpha,
+            rslora=rslora,
+        )
         self.pipeline.set_adapters([adapter_name], adapter_weights=[float(scale)])
+        self.loras = [*self.loras, *loaded]
+        return loaded
+
+    def unload_lora(self) -> None:
+        """Remove every loaded LoRA from both experts."""
+        self.pipeline.unload_lora_weights()
+        self.loras = []
 
     @property
     def model_id(self) -> str:
@@ -415,6 +440,7 @@ class WanM2VGenerator(GeneratorAdapter):
                 "memory_rope_gap": self.memory_rope_gap,
                 "first_frame": self.first_frame,
                 "decode_memory": self.decode_memory,
+                "lora": "; ".join(lora.describe() for lora in self.loras) or None,
             },
         )
 
