@@ -90,6 +90,18 @@ class NotAStoreError(StoreError):
     """The path exists but is not a continuity store."""
 
 
+class DiskFullError(StoreError):
+    """A write ran out of disk space (ENOSPC); what was committed before it is kept."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """The store cannot be written (a read-only file system or no write permission)."""
+
+
+class UnreachableStoreError(StoreError):
+    """An object-store URI whose endpoint cannot be reached or refuses the request."""
+
+
 class ArchiveError(ContinuityError):
     """An export archive is corrupt, of an unknown format, or conflicts with the target store."""
 
@@ -100,6 +112,31 @@ class ConsentError(ContinuityError):
 
 class ScriptError(InvalidInputError):
     """A story script does not validate; the message names the scene and shot."""
+
+
+_DISK_FULL = ("no space left on device", "os error 28", "disk quota exceeded")
+_READ_ONLY = ("read-only file system", "os error 30", "permission denied", "os error 13")
+
+
+def store_error_of(exc: BaseException, where: str) -> StoreError | None:
+    """The typed, one-line error for an OS-level failure while writing ``where`` (a disk that is
+    full, a store that is read-only), or None when ``exc`` is neither. Lance reports these as
+    OSError or RuntimeError with the OS error only in the text, so both are looked at."""
+    import errno
+
+    code = exc.errno if isinstance(exc, OSError) else None
+    text = str(exc).lower()
+    if code in (errno.ENOSPC, errno.EDQUOT) or any(s in text for s in _DISK_FULL):
+        return DiskFullError(f"disk full while writing {where}; free some space and run the command again")
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or any(s in text for s in _READ_ONLY):
+        return ReadOnlyStoreError(f"{where} is read-only ({first_line(exc)}); reading works, writing needs permission")
+    return None
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def require_extra(module: str, extra: str) -> None:

@@ -12,7 +12,7 @@ import builtins
 import numbers
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,8 +25,8 @@ from .errors import (
     NotFoundError,
     VectorError,
 )
-from .images import EncodedImage, ImageInput, load_image
-from .schema import REFERENCE_META_COLUMNS, Entity, Reference, Rights, new_id, now
+from .images import EncodedImage, ImageInput, load_images
+from .schema import REFERENCE_META_COLUMNS, Entity, Reference, Rights, new_id, now, readable_rows
 from .store import Store
 from .validation import (
     Source,
@@ -49,12 +49,45 @@ if TYPE_CHECKING:
 Progress = Callable[[int], None] | None
 
 
+def _reason(exc: Any) -> str:
+    """The first problem of a pydantic ValidationError, as one line: where, and what was wrong."""
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err.get("loc", ()))
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
 @dataclass
 class PreparedEntity:
     """An entity with its references decoded and embedded, ready to write in one step."""
 
     entity: Entity
     references: list[Reference]
+
+
+@dataclass
+class Keyframe:
+    """One keyframe to store for the entities it shows: ``faces`` maps a character's id to the
+    (unit vector, box) of the face that proved it, when the frame has several faces."""
+
+    image: ImageInput
+    frame: int | None
+    entities: Sequence[Entity]
+    faces: Mapping[str, tuple[np.ndarray, Sequence[float]]] = field(default_factory=dict)
+
+
+def _harvested_for(
+    template: Reference, entity: Entity, face: tuple[np.ndarray, Sequence[float]] | None, face_columns: set[str]
+) -> Reference:
+    """The template (decoded and embedded once) as a reference of one entity: faces for characters only."""
+    vectors = {c: v for c, v in template.vectors.items() if entity.kind == "character" or c not in face_columns}
+    box = template.face_box if entity.kind == "character" else None
+    if face is not None and entity.kind == "character":
+        vectors.update({c: np.asarray(face[0], dtype=np.float32) for c in face_columns})
+        box = [float(x) for x in face[1]]
+    return template.model_copy(
+        update={"id": new_id(), "entity_id": entity.id, "kind": entity.kind, "vectors": vectors, "face_box": box}
+    )
 
 
 class Library:
@@ -109,7 +142,7 @@ class Library:
 
     def _entity_rows(self, *clauses: str, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         query = self.store.entities.search().where(self._where(*clauses))
-        return query.limit(limit).to_list()
+        return readable_rows(query.limit(limit).to_arrow())
 
     def find(self, name_or_id: str) -> Entity | None:
         """The entity with this id, name or alias (case-insensitive), or None."""
@@ -196,7 +229,8 @@ class Library:
     ) -> builtins.list[Reference]:
         vector_cols = list(self.store.vector_columns()) if with_vectors else []
         columns = REFERENCE_META_COLUMNS + (["image"] if with_images else []) + vector_cols
-        rows = self.store.references.search().where(self._where(*clauses)).select(columns).limit(None).to_list()
+        query = self.store.references.search().where(self._where(*clauses)).select(columns).limit(None)
+        rows = readable_rows(query.to_arrow())
         if live_only:
             rows = self._live(rows)
         refs = [Reference.from_row(r, vector_cols) for r in rows]
@@ -268,9 +302,8 @@ class Library:
 
     # --- preparing writes (no store change) ---------------------------------------------------
     def _encode_all(self, images: Sequence[ImageInput]) -> builtins.list[EncodedImage]:
-        if isinstance(images, (str, bytes, os.PathLike)) or not isinstance(images, Iterable):
-            images = [images]  # a lone path is a common slip
-        return [load_image(img) for img in images]
+        # one batch, one pixel budget: decoded one at a time, each header checked against what is left
+        return load_images(images)
 
     def _check_vectors(self, vectors: Mapping[str, Any], count: int) -> dict[str, np.ndarray]:
         columns = {c: int(m["dim"]) for c, m in self.store.vector_columns().items()}
@@ -385,7 +418,7 @@ class Library:
             try:
                 rights = Rights(**dict(rights))
             except ValidationError as exc:
-                raise InvalidInputError(f"bad rights for {name!r}: {exc.errors()[0]['msg']}") from None
+                raise InvalidInputError(f"bad rights for {name!r}: {_reason(exc)}") from None
         try:
             entity = Entity(
                 id=entity_id or new_id(),
@@ -399,8 +432,7 @@ class Library:
                 rights=rights or Rights(),
             )
         except ValidationError as exc:
-            err = exc.errors()[0]
-            raise InvalidInputError(f"bad entity {name!r}: {err.get('loc')}: {err['msg']}") from None
+            raise InvalidInputError(f"bad entity {name!r}: {_reason(exc)}") from None
         if name_key(entity.name) in {name_key(a) for a in entity.aliases}:
             entity.aliases = [a for a in entity.aliases if name_key(a) != name_key(entity.name)]
         encoded = self._dedupe(self._encode_all(images))
@@ -568,8 +600,56 @@ class Library:
                 self._ensure_columns(new_refs)
                 rows = self._reference_rows(new_refs)
                 self.store.retry(lambda: self.store.references.add(rows))
+                if source == "registered":  # readers cache an entity's blueprints until it changes
+                    self._rewrite(self.get(ent.id))
         by_sha = {r.sha256: r for r in new_refs}
         return [by_sha.get(enc.sha256) or existing[enc.sha256] for enc in encoded_all]
+
+    def add_keyframes(
+        self,
+        story: str,
+        shot: int,
+        keyframes: Sequence[Keyframe],
+    ) -> builtins.list[Reference]:
+        """Store a shot's keyframes as harvested references of the entities each shows, in ONE
+        append: each image is decoded and embedded once whatever the number of entities it shows
+        (a story loop writes this every shot). A keyframe may name, per character, the face that
+        proved it (a group shot's largest face may be someone else's)."""
+        story = clean_text(story, "story id")
+        if not isinstance(shot, numbers.Integral) or isinstance(shot, bool) or not 0 <= shot < 2**31:
+            raise InvalidInputError(f"shot must be an integer from 0 to 2**31-1, got {shot!r}")
+        keyframes = [k for k in keyframes if k.entities]
+        if not keyframes:
+            return []
+        encoded = self._encode_all([k.image for k in keyframes])
+        # faces are read only when some keyframe shows a character
+        kind = "character" if any(e.kind == "character" for k in keyframes for e in k.entities) else "location"
+        face_reader = Entity.model_construct(id="", library=self.name, kind=kind, name="", rights=Rights())
+        templates = self._make_references(
+            face_reader,
+            encoded,
+            era="default",
+            source="harvested",
+            story=story,
+            shot=shot,
+            frames=[k.frame for k in keyframes],
+            vectors={},
+            progress=None,
+        )
+        faces = {e.column_name for e in self.embedders if e.modality == "face"}
+        refs = [
+            _harvested_for(template, entity, keyframe.faces.get(entity.id), faces)
+            for template, keyframe in zip(templates, keyframes, strict=True)
+            for entity in keyframe.entities
+        ]
+        with self.store.write_lock():
+            live = self.entities_by_id({r.entity_id for r in refs})
+            refs = [r for r in refs if r.entity_id in live]  # an entity removed meanwhile gets nothing
+            if refs:
+                self._ensure_columns(refs)
+                rows = self._reference_rows(refs)
+                self.store.retry(lambda: self.store.references.add(rows))
+        return refs
 
     def _rewrite(self, entity: Entity) -> Entity:
         entity.updated = now()
@@ -596,8 +676,7 @@ class Library:
             try:
                 updated = Entity(**data)
             except ValidationError as exc:
-                err = exc.errors()[0]
-                raise InvalidInputError(f"bad update of {current.name!r}: {err.get('loc')}: {err['msg']}") from None
+                raise InvalidInputError(f"bad update of {current.name!r}: {_reason(exc)}") from None
             if updated.kind != current.kind:
                 raise InvalidInputError("the kind of an entity cannot change; remove and register it again")
             self._check_free(updated, exclude_id=current.id)
@@ -630,10 +709,13 @@ class Library:
         if not ids:
             return 0
         with self.store.write_lock():
-            before = self.store.references.count_rows(self._where(sql_in("id", ids)))
+            gone = self.references(ids=ids, with_vectors=False)
             self.store.references.delete(self._where(sql_in("id", ids)))
             self.store.tokens.delete(self._where(sql_in("reference_id", ids)))
-        return before
+            owners = {r.entity_id for r in gone if r.source == "registered"}
+            for entity in self.entities_by_id(owners).values():  # readers cache blueprints until they change
+                self._rewrite(entity)
+        return len(gone)
 
     # --- vector search ------------------------------------------------------------------------
     def search(
@@ -670,10 +752,8 @@ class Library:
             return []
         columns = REFERENCE_META_COLUMNS + (["image"] if with_images else [])
         where = self._where(sql_int_in("key", keys))
-        rows = {
-            r["key"]: r
-            for r in self._live(self.store.references.search().where(where).select(columns).limit(None).to_list())
-        }
+        query = self.store.references.search().where(where).select(columns).limit(None)
+        rows = {r["key"]: r for r in self._live(readable_rows(query.to_arrow()))}
         out = []
         for score, key in zip(scores[0], keys, strict=False):
             if key in rows:
@@ -681,7 +761,9 @@ class Library:
         return out
 
     # --- export / import ----------------------------------------------------------------------
-    def export(self, path: str | os.PathLike, progress: Progress = None) -> dict[str, int]:
+    def export(self, path: str | os.PathLike, progress: Progress = None, *, force: bool = False) -> dict[str, int]:
+        """Write this library to one archive file; an existing file that is not an archive is
+        replaced only with ``force``."""
         from .archive import export_library
 
-        return export_library(self, path, progress=progress)
+        return export_library(self, path, progress=progress, force=force)

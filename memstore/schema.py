@@ -15,14 +15,34 @@ from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from .rows import NOT_NULL, Col, model_fields
-from .validation import Kind, Source, clean_description, clean_era, clean_name, clean_tags, clean_text
+from .rows import NOT_NULL, TS, Col, model_fields
+from .validation import (
+    MAX_TIME,
+    MIN_TIME,
+    Kind,
+    Source,
+    clean_description,
+    clean_era,
+    clean_name,
+    clean_tags,
+    clean_text,
+    clean_time,
+)
 
 Id = Annotated[str, NOT_NULL]
 Int32 = Annotated[int, Col(type=pa.int32())]
 Float32 = Annotated[float, Col(type=pa.float32())]
+
+
+def _checked_time(value: datetime | None, info: ValidationInfo) -> datetime | None:
+    what = "rights expiry" if info.field_name == "expires" else f"{info.field_name} time"
+    return clean_time(value, what)
+
+
+#: every time a user can give: converted to UTC and kept inside [MIN_TIME, MAX_TIME]
+Time = Annotated[datetime, AfterValidator(_checked_time)]
 
 
 def new_id() -> str:
@@ -46,7 +66,7 @@ class Rights(BaseModel):
     owner: Annotated[str | None, Col(name="rights_owner")] = None
     license: Annotated[str | None, Col(name="rights_license")] = None
     consent: bool | None = None  # None: not recorded
-    expires: Annotated[datetime | None, Col(name="rights_expires")] = None
+    expires: Annotated[datetime | None, Col(name="rights_expires"), AfterValidator(_checked_time)] = None
 
     @field_validator("owner", "license")
     @classmethod
@@ -80,8 +100,8 @@ class Entity(BaseModel):
     tags: list[str] = Field(default_factory=list)
     attributes: dict[str, Any] = Field(default_factory=dict)
     rights: Rights = Field(default_factory=Rights)
-    created: datetime = Field(default_factory=now)
-    updated: datetime = Field(default_factory=now)
+    created: Time = Field(default_factory=now)
+    updated: Time = Field(default_factory=now)
 
     _name = field_validator("name")(lambda cls, v: clean_name(v))
     _desc = field_validator("description", mode="before")(lambda cls, v: clean_description(v))
@@ -169,7 +189,7 @@ class Reference(BaseModel):
     frame: Int32 | None = None
     face_box: Annotated[list[float] | None, Col(type=pa.list_(pa.float32()))] = None  # x0, y0, x1, y1 in pixels
     quality: Float32 | None = None
-    created: datetime = Field(default_factory=now)
+    created: Time = Field(default_factory=now)
     vectors: dict[str, np.ndarray] = Field(default_factory=dict, repr=False)  # one column per embedder
 
     _era = field_validator("era")(lambda cls, v: clean_era(v))
@@ -241,6 +261,45 @@ def _utc(value: Any) -> Any:
     return value
 
 
+_MIN_US = int(MIN_TIME.timestamp() * 1_000_000)
+_MAX_US = int(MAX_TIME.timestamp() * 1_000_000)
+
+
+def out_of_range_times(table: pa.Table) -> dict[str, int]:
+    """Per timestamp column, how many values lie outside [MIN_TIME, MAX_TIME] (rows an older
+    version wrote; Python cannot even hold some of them)."""
+    import pyarrow.compute as pc
+
+    counts = {}
+    for field in table.schema:
+        if pa.types.is_timestamp(field.type):
+            micros = table.column(field.name).cast(TS).cast(pa.int64())
+            bad = pc.sum(pc.or_(pc.less(micros, _MIN_US), pc.greater(micros, _MAX_US))).as_py() or 0
+            if bad:
+                counts[field.name] = int(bad)
+    return counts
+
+
+def clamp_times(table: pa.Table) -> pa.Table:
+    """The table with every timestamp clamped into [MIN_TIME, MAX_TIME], so that converting it to
+    Python never overflows: a poisoned row still reads (and can be removed or repaired)."""
+    import pyarrow.compute as pc
+
+    bad = out_of_range_times(table)
+    for i, field in enumerate(table.schema):
+        if field.name in bad:  # untouched otherwise: the common case costs one comparison
+            micros = table.column(i).cast(TS).cast(pa.int64())
+            low = pc.max_element_wise(micros, _MIN_US, skip_nulls=False)
+            clamped = pc.min_element_wise(low, _MAX_US, skip_nulls=False)
+            table = table.set_column(i, field, clamped.cast(TS).cast(field.type))
+    return table
+
+
+def readable_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows of an Arrow table as dicts, times clamped (see :func:`clamp_times`)."""
+    return clamp_times(table).to_pylist()
+
+
 def _entity_schema() -> pa.Schema:
     fields = {f.name: f for f in model_fields(Entity, exclude=("rights",)) + model_fields(Rights)}
     # derived columns, written by Entity.to_row: exact-match keys and the full-text search column
@@ -287,7 +346,7 @@ class TokenRow(BaseModel):
     dtype: Id
     shape: list[int]
     data: bytes = Field(repr=False)
-    created: datetime = Field(default_factory=now)
+    created: Time = Field(default_factory=now)
 
     def array(self) -> np.ndarray:
         return np.frombuffer(self.data, dtype=np.dtype(self.dtype)).reshape(tuple(self.shape))
@@ -316,7 +375,7 @@ class ShotRecord(BaseModel):
     memory: list[str] = Field(default_factory=list)
     output: str | None = None
     provenance: str | None = None
-    created: datetime = Field(default_factory=now)
+    created: Time = Field(default_factory=now)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ShotRecord:

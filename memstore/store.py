@@ -21,9 +21,17 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from .errors import EmbedderMismatchError, InvalidInputError, NotAStoreError, StoreError
+from .errors import (
+    EmbedderMismatchError,
+    InvalidInputError,
+    NotAStoreError,
+    StoreError,
+    UnreachableStoreError,
+    first_line,
+    store_error_of,
+)
 from .schema import CONFIG_SCHEMA, ENTITY_SCHEMA, SHOT_SCHEMA, TOKEN_SCHEMA, reference_schema, vector_field
-from .validation import clean_library, sql_int_in, sql_str
+from .validation import clean_index_factory, clean_library, sql_int_in, sql_str
 
 T = TypeVar("T")
 FORMAT_VERSION = 1
@@ -34,11 +42,53 @@ os.environ.setdefault("LANCE_LOG", "error")
 os.environ.setdefault("RUST_LOG", "error")
 
 
+def _storage_options(uri: str) -> dict[str, Any]:
+    """Object-store options (timeouts, retries, endpoint) from CONTINUITY_STORAGE_OPTIONS, a JSON
+    object of strings, e.g. ``{"connect_timeout": "5s", "client_max_retries": "2"}``."""
+    text = os.environ.get("CONTINUITY_STORAGE_OPTIONS")
+    if _is_local(uri) or not text:
+        return {}
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"CONTINUITY_STORAGE_OPTIONS is not JSON ({exc.msg}); give a JSON object") from None
+    if not isinstance(options, dict):
+        raise InvalidInputError("CONTINUITY_STORAGE_OPTIONS must be a JSON object of option names to strings")
+    return {"storage_options": {str(k): str(v) for k, v in options.items()}}
+
+
 def _only_store_files(path: Path) -> bool:
     """True when a folder holds nothing but what an interrupted ``init`` leaves: the write lock
     and table folders of ours. Anything else means it is someone else's folder."""
     ours = {".write.lock", "_faiss", *(f"{t}.lance" for t in (*TABLES, "shots"))}
     return all(p.name in ours for p in path.iterdir())
+
+
+#: bounds of the FAISS knobs a library config may set (config["index_params"])
+INDEX_PARAM_RANGE = (1, 4096)
+
+
+def checked_library_config(config: object) -> dict[str, Any]:
+    """A library config whose index factory is from the allowed set and whose index params are
+    known knobs in range; raise InvalidInputError otherwise. Embedders are checked by whoever
+    builds them (:func:`memstore.embedders.get_embedder`)."""
+    from .index import DEFAULT_PARAMS
+
+    if not isinstance(config, dict):
+        raise InvalidInputError(f"a library config is a mapping, got {type(config).__name__}")
+    if not isinstance(config.get("embedders", []), list):
+        raise InvalidInputError("a library config's embedders must be a list")
+    clean_index_factory(config.get("index_factory", "auto"))
+    params = config.get("index_params") or {}
+    if not isinstance(params, dict):
+        raise InvalidInputError(f"index_params must be a mapping, got {type(params).__name__}")
+    low, high = INDEX_PARAM_RANGE
+    for name, value in params.items():
+        if name not in DEFAULT_PARAMS:
+            raise InvalidInputError(f"index param {str(name)[:40]!r} is unknown; known: {sorted(DEFAULT_PARAMS)}")
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise InvalidInputError(f"index param {name} must be an integer from {low} to {high}, got {value!r}")
+    return config
 
 
 def default_db() -> str:
@@ -146,6 +196,7 @@ class Store:
         self._thread_lock = threading.RLock()
         self._lock_depth = 0
         self._lock_file: Any | None = None
+        self._tables: dict[str, Any] = {}
         self._indexes: dict[tuple[str, str], Any] = {}
         self._text_index: Any = None
         self._writes: dict[str, int] = {}
@@ -165,6 +216,7 @@ class Store:
                 )
             path.mkdir(parents=True, exist_ok=True)
         store = cls(uri, cls._connect(uri))
+        store._reach(store._table_names)
         with store.write_lock():
             store._ensure_table("config", CONFIG_SCHEMA)
             if store.get_config("format") is None:  # also when a crash came between these two steps
@@ -188,6 +240,7 @@ class Store:
                     raise  # a real table that fails to open: never delete data
                 shutil.rmtree(folder)
         self.db.create_table(name, schema=schema)
+        self._tables.pop(name, None)  # a handle of the half-made table it replaces is stale
 
     @classmethod
     def open(cls, uri: str | os.PathLike | None = None, *, create: bool = False) -> Store:
@@ -206,7 +259,7 @@ class Store:
                     f"{uri} is not a continuity store (no config table); point --db at a store or run continuity init"
                 )
         store = cls(uri, cls._connect(uri))
-        names = set(store._table_names())
+        names = set(store._reach(store._table_names))
         if "config" not in names:
             if create:
                 return cls.init(uri)
@@ -238,7 +291,23 @@ class Store:
         import lancedb
 
         # Strong consistency: other processes' commits are seen at the next read.
-        return lancedb.connect(uri, read_consistency_interval=timedelta(0))
+        try:
+            return lancedb.connect(uri, read_consistency_interval=timedelta(0), **_storage_options(uri))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise UnreachableStoreError(f"cannot open the store at {uri}: {first_line(exc, 200)}") from None
+
+    def _reach(self, fn: Callable[[], T]) -> T:
+        """Run the first request to the store: an object store that cannot be reached (wrong
+        endpoint, no credentials, no network) is one line, not a traceback."""
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - lance and object_store raise ValueError, OSError, RuntimeError
+            if self._local:
+                raise
+            raise UnreachableStoreError(
+                f"cannot reach the store at {self.uri}: {first_line(exc, 200)}; check the endpoint"
+                " (AWS_ENDPOINT_URL), credentials and network, or CONTINUITY_STORAGE_OPTIONS"
+            ) from None
 
     def _table_names(self) -> list[str]:
         result = self.db.list_tables()
@@ -246,7 +315,12 @@ class Store:
         return list(names)
 
     def table(self, name: str) -> Any:
-        return self.db.open_table(name)
+        """A held handle of one table: opening costs ~1.5 ms (a manifest read) and the story loop asks
+        thousands of times; with strong read consistency a held handle still sees every commit."""
+        handle = self._tables.get(name)
+        if handle is None:
+            handle = self._tables[name] = self.db.open_table(name)
+        return handle
 
     @property
     def entities(self) -> Any:
@@ -270,6 +344,30 @@ class Store:
                 self._ensure_table("shots", SHOT_SCHEMA)  # missing, or half-made by a crash
         return self.table("shots")
 
+    @property
+    def keys(self) -> Any:
+        """Per-library API keys by hash (created on first use: stores made before it lack it)."""
+        from .keys import KEY_SCHEMA  # keys.py builds on schema.py; imported here to keep store.py's imports lean
+
+        try:
+            return self.table("keys")
+        except Exception:
+            with self.write_lock():
+                self._ensure_table("keys", KEY_SCHEMA)  # missing, or half-made by a crash
+        return self.table("keys")
+
+    @property
+    def consent_events(self) -> Any:
+        """The append-only consent log (created on first use: stores made before it lack it)."""
+        from .consent_log import CONSENT_EVENT_SCHEMA  # consent_log.py builds on schema.py, like keys.py
+
+        try:
+            return self.table("consent_events")
+        except Exception:
+            with self.write_lock():
+                self._ensure_table("consent_events", CONSENT_EVENT_SCHEMA)  # missing, or half-made by a crash
+        return self.table("consent_events")
+
     # --- the write lock -----------------------------------------------------------------------
     @contextlib.contextmanager
     def write_lock(self) -> Iterator[None]:
@@ -279,7 +377,12 @@ class Store:
         with self._thread_lock:
             if self._lock_depth == 0 and self._local:
                 path = _local_path(self.uri) / ".write.lock"
-                handle = open(path, "a+")
+                try:
+                    handle = open(path, "a+")
+                except OSError as exc:
+                    raise store_error_of(exc, f"the store at {self.uri}") or StoreError(
+                        f"cannot take the write lock {path}: {first_line(exc)}"
+                    ) from None
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 self._lock_file = handle
             self._lock_depth += 1
@@ -318,6 +421,7 @@ class Store:
 
     def set_library_config(self, library: str, config: dict[str, Any]) -> None:
         clean_library(library)
+        config = checked_library_config(config)
         with self.write_lock():
             for emb in config.get("embedders", []):
                 from .embedders import get_embedder
@@ -387,7 +491,10 @@ class Store:
             )
         key = (library, column)
         if key not in self._indexes:
-            config = self.library_config(library)
+            try:  # a config an older version let in must not reach FAISS (it can crash in C++)
+                config = checked_library_config(self.library_config(library))
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"library {library!r}: {exc}; fix it with continuity configure") from None
             self._indexes[key] = VectorIndex(
                 ReferenceColumn(self, library, column),
                 self.index_dir() / library,
@@ -415,11 +522,13 @@ class Store:
 
     # --- maintenance --------------------------------------------------------------------------
     def repair(self) -> dict[str, int]:
-        """Remove rows a crash left behind: references and tokens whose entity does not exist.
+        """Remove rows a crash left behind: references and tokens whose entity does not exist;
+        and clamp times an older version let outside [MIN_TIME, MAX_TIME] (``times``: how many).
 
         Writes go references-first, entity-last (the entity row is the commit marker), so a
         crash can only leave orphans, never an entity missing its references."""
         with self.write_lock():
+            times = sum(self._clamp_times(name) for name in ("entities", "references", "tokens"))
             ids = set(self.entities.to_lance().to_table(columns=["id"]).column("id").to_pylist())
             removed = {}
             for name in ("references", "tokens"):
@@ -431,7 +540,23 @@ class Store:
                     chunk = orphans[start : start + 500]
                     table.delete(" OR ".join(f"{col} = {sql_str(o)}" for o in chunk))
                 removed[name] = len(orphans)
-            return removed
+            return {**removed, "times": times}
+
+    def _clamp_times(self, name: str) -> int:
+        """Rewrite out-of-range timestamps of one table to the nearest bound; returns the count."""
+        from .schema import out_of_range_times
+        from .validation import MAX_TIME, MIN_TIME
+
+        table = self.table(name)
+        columns = [f.name for f in table.schema if pa.types.is_timestamp(f.type)]
+        if not columns:
+            return 0
+        bad = out_of_range_times(table.to_lance().to_table(columns=columns))
+        low, high = (f"timestamp '{t.strftime('%Y-%m-%d %H:%M:%S')}'" for t in (MIN_TIME, MAX_TIME))
+        for column in bad:
+            for where, bound in ((f"{column} < {low}", MIN_TIME), (f"{column} > {high}", MAX_TIME)):
+                table.update(where=where, values={column: bound})
+        return sum(bad.values())
 
     def retry(self, fn: Callable[[], T], attempts: int = 8) -> T:
         """Run a write, retrying on Lance commit conflicts from other processes."""
@@ -440,6 +565,9 @@ class Store:
             try:
                 return fn()
             except Exception as exc:  # lance raises OSError/RuntimeError subclasses on conflicts
+                typed = store_error_of(exc, f"the store at {self.uri}")
+                if typed is not None:  # a full disk or a read-only store: retrying cannot help
+                    raise typed from None
                 text = str(exc).lower()
                 if attempt + 1 < attempts and ("conflict" in text or "retry" in text or "commit" in text):
                     time.sleep(delay)

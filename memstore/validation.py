@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from typing import Literal, cast, get_args
 
 from .errors import FilterError, InvalidInputError, InvalidNameError
@@ -23,6 +24,16 @@ KINDS: tuple[str, ...] = get_args(Kind)
 Source = Literal["registered", "harvested"]
 SOURCES: tuple[str, ...] = get_args(Source)
 
+#: the range of every stored time, in UTC: far enough from datetime's year 1..9999 bounds that no
+#: time-zone offset or clamping arithmetic can leave them (a value outside bricks every read)
+MIN_TIME = datetime(1900, 1, 1, tzinfo=timezone.utc)
+MAX_TIME = datetime(9000, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+#: FAISS factories a library may use: anything else can exhaust memory or crash in C++
+INDEX_FACTORY_FORMS = "auto, Flat, HNSW<M>,Flat (M 4..128) or IVF<n>,Flat (n 1..65536)"
+_HNSW_RE = re.compile(r"^HNSW(\d{1,3}),Flat$")
+_IVF_RE = re.compile(r"^IVF(\d{1,5}),Flat$")
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_HEX_ID_RE = re.compile(r"^[0-9a-f]{16,64}$")
 _LIBRARY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ERA_RE = re.compile(r"^[\w][\w .:+-]{0,63}$", re.UNICODE)
 _TAG_RE = re.compile(r"^[\w][\w .:+/-]{0,63}$", re.UNICODE)
@@ -80,6 +91,45 @@ def clean_library(name: object) -> str:
             f"library name {name!r} is not allowed; use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
         )
     return name
+
+
+def clean_time(value: datetime | None, what: str = "time") -> datetime | None:
+    """A time in UTC inside [MIN_TIME, MAX_TIME] (a naive time is UTC); raise InvalidInputError otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"{what} must be a date and time, got {type(value).__name__}")
+    try:
+        utc = value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    except (OverflowError, ValueError):  # the offset moves it past year 1 or 9999
+        utc = None
+    if utc is None or not MIN_TIME <= utc <= MAX_TIME:
+        raise InvalidInputError(
+            f"{what} {value.isoformat()} is outside the allowed range; give a time from"
+            f" {MIN_TIME.year} to {MAX_TIME.year} (UTC)"
+        )
+    return utc
+
+
+def clean_index_factory(factory: object) -> str:
+    """A FAISS factory string from the allowed set; raise InvalidInputError otherwise."""
+    if isinstance(factory, str) and factory in ("auto", "Flat"):
+        return factory
+    if isinstance(factory, str):
+        hnsw, ivf = _HNSW_RE.match(factory), _IVF_RE.match(factory)
+        if (hnsw and 4 <= int(hnsw.group(1)) <= 128) or (ivf and 1 <= int(ivf.group(1)) <= 65536):
+            return factory
+    raise InvalidInputError(f"index factory {str(factory)[:80]!r} is not allowed; use {INDEX_FACTORY_FORMS}")
+
+
+def clean_id(value: object, what: str = "id", *, hex_only: bool = False) -> str:
+    """An entity id (letters, digits, '_' or '-') or, with ``hex_only``, a reference id (16-64 hex
+    digits: its first 16 are the FAISS key)."""
+    pattern = _HEX_ID_RE if hex_only else _ID_RE
+    if not isinstance(value, str) or not pattern.match(value):
+        form = "16-64 lowercase hex digits" if hex_only else "1-64 letters, digits, '_' or '-'"
+        raise InvalidInputError(f"{what} {str(value)[:80]!r} is not allowed; an id is {form}")
+    return value
 
 
 def clean_kind(kind: object) -> Kind:

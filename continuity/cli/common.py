@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
@@ -50,8 +51,29 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         except KeyboardInterrupt:
             fail("interrupted; finished work is kept, unfinished work was not written", 130)
+        except MemoryError:
+            fail("out of memory; finished work is kept; free memory or work on fewer or smaller images at once")
+        except subprocess.CalledProcessError as exc:
+            command = exc.cmd if isinstance(exc.cmd, str) else " ".join(map(str, exc.cmd or []))
+            fail(f"the command {command[:120]!r} failed with exit code {exc.returncode}; see its output above")
+        except OSError as exc:  # a disk that is full, a folder that is not writable, a path that is a folder
+            fail(os_error_line(exc))
 
     return wrapper
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OS error: the typed store error where it is one (disk full, read-only),
+    else what failed on which path."""
+    from memstore.errors import first_line, store_error_of
+
+    where = exc.filename if getattr(exc, "filename", None) else "the store"
+    typed = store_error_of(exc, str(where))
+    if typed is not None:
+        return str(typed)
+    if exc.strerror:
+        return f"{exc.strerror}: {where}" if exc.filename else f"{exc.strerror}"
+    return first_line(exc)
 
 
 def open_store(db: str | None, create: bool = False) -> Store:

@@ -193,8 +193,11 @@ def crash_trial(db: Path, seed: int, rng: random.Random, *, max_delay: float = 0
         os.kill(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
     committed, removed, removing = set(), set(), set()
+    compactions = 0
     for line in out.splitlines():
-        if line.startswith("C "):
+        if line.startswith("O "):
+            compactions += 1
+        elif line.startswith("C "):
             committed.update(line.split()[1:])
         elif line.startswith("R "):
             removed.add(line.split()[1])
@@ -203,7 +206,12 @@ def crash_trial(db: Path, seed: int, rng: random.Random, *, max_delay: float = 0
     if proc.returncode != -signal.SIGKILL:
         raise RuntimeError(f"crash worker ended by itself ({proc.returncode}): {err[-3000:]}")
     # a removal that started but never reported back may or may not have committed
-    return {"committed": committed - (removing - removed), "removed": removed, "lines": len(out.splitlines())}
+    return {
+        "committed": committed - (removing - removed),
+        "removed": removed,
+        "compactions": compactions,
+        "lines": len(out.splitlines()),
+    }
 
 
 def check_crashed(db: Path, committed: set[str], removed: set[str]) -> dict:
