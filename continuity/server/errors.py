@@ -21,26 +21,56 @@ from memstore.errors import (
     ScriptError,
     VectorError,
 )
+from memstore.images import PixelBudgetError
 
 log = logging.getLogger("continuity.server")
 
-# Set in the request scope by the body limiter when it cut a body off: the parse failure that
-# follows (a 400 from FastAPI, or any exception) is then answered as the 413 it really is.
-BODY_CUT_SCOPE_KEY = "continuity.body_too_large"
+# Set in the request scope (to the error) by the body guard when it cut a body off: the parse
+# failure that follows (a 400 from FastAPI, or any exception) is then answered as that error.
+BODY_CUT_SCOPE_KEY = "continuity.body_cut"
 
 
 class UploadTooLargeError(ImageTooLargeError):
     """One uploaded file is over the server's per-upload byte limit (HTTP 413)."""
 
 
+class PayloadTooLargeError(ContinuityError):
+    """A request body is over the whole-request limit, or a form field over its own (HTTP 413)."""
+
+
 class UnauthorizedError(ContinuityError):
-    """The request lacks the bearer token this server was started with (HTTP 401)."""
+    """The request lacks a valid key: the server's admin key or a library key (HTTP 401)."""
+
+
+class ForbiddenError(ContinuityError):
+    """The key is valid but may not do this: another library, or a scope too low (HTTP 403)."""
+
+
+class CrossOriginError(ForbiddenError):
+    """A browser sent a state-changing request from another site's page (HTTP 403): a CSRF."""
+
+
+class UntrustedHostError(ContinuityError):
+    """The Host header names no host this server answers to (HTTP 400): DNS rebinding."""
+
+
+class MalformedBodyError(ContinuityError):
+    """A request body that is cut short or not well-formed, e.g. multipart without its closing boundary (HTTP 400)."""
+
+
+class RequestTimeoutError(ContinuityError):
+    """The client stopped sending its request body (HTTP 408)."""
 
 
 # Most specific first: ImageTooLargeError is an ImageError, every *Error an InvalidInputError.
 STATUS_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (UnauthorizedError, 401),
+    (ForbiddenError, 403),
     (UploadTooLargeError, 413),
+    (PixelBudgetError, 413),
+    (PayloadTooLargeError, 413),
+    (MalformedBodyError, 400),
+    (RequestTimeoutError, 408),
     (NotFoundError, 404),
     (DuplicateEntityError, 409),
     (ConsentError, 403),
@@ -87,11 +117,10 @@ def validation_message(exc: RequestValidationError) -> str:
 
 
 class ErrorHandlers:
-    """The app's exception handlers. ``body_too_large``: the message of a body the limiter cut off;
-    ``http_413``: the message of any other 413 (both name this app's limits)."""
+    """The app's exception handlers. ``http_413``: the message of a 413 no guard of ours raised
+    (it names this app's limits)."""
 
-    def __init__(self, *, body_too_large: str, http_413: str):
-        self.body_too_large = body_too_large
+    def __init__(self, *, http_413: str):
         self.http_413 = http_413
 
     def install(self, app: FastAPI) -> None:
@@ -101,9 +130,8 @@ class ErrorHandlers:
         app.add_exception_handler(Exception, self.unexpected)
 
     def _cut_off(self, request: Request) -> JSONResponse | None:
-        if request.scope.get(BODY_CUT_SCOPE_KEY):
-            return JSONResponse(error_body("PayloadTooLargeError", self.body_too_large), status_code=413)
-        return None
+        error = request.scope.get(BODY_CUT_SCOPE_KEY)
+        return error_response(error) if isinstance(error, ContinuityError) else None
 
     async def continuity_error(self, request: Request, exc: ContinuityError) -> JSONResponse:
         return error_response(exc)

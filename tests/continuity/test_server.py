@@ -46,9 +46,14 @@ def images():
     return {"astronaut.png": png, "chelsea.jpg": encode(chelsea, "JPEG"), "truncated.png": png[: len(png) // 3]}
 
 
+def local_client(app) -> TestClient:
+    """A client as a pipeline on this machine connects: to 127.0.0.1 (the server refuses other Host names)."""
+    return TestClient(app, base_url="http://127.0.0.1")
+
+
 @pytest.fixture
 def client(tmp_path):
-    with TestClient(create_app(str(tmp_path / "db"))) as c:
+    with local_client(create_app(str(tmp_path / "db"))) as c:
         yield c
 
 
@@ -103,7 +108,7 @@ def cast(client, images):
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory, images):
     """One store with the same two entities for the read-only tests (each asserts it unchanged)."""
-    with TestClient(create_app(str(tmp_path_factory.mktemp("shared") / "db"))) as c:
+    with local_client(create_app(str(tmp_path_factory.mktemp("shared") / "db"))) as c:
         yield fill(c, images)
 
 
@@ -304,7 +309,7 @@ def test_reference_ids_are_checked_and_scoped_to_their_library(cast, images):
 
 # --- limits and authentication ---------------------------------------------------------------------
 def test_oversized_upload_is_413_and_store_unchanged(tmp_path, images):
-    with TestClient(create_app(str(tmp_path / "db"), max_upload_bytes=100_000)) as c:
+    with local_client(create_app(str(tmp_path / "db"), max_upload_bytes=100_000)) as c:
         assert len(images["astronaut.png"]) > 100_000 > len(images["chelsea.jpg"])
         files = [
             ("chelsea.jpg", images["chelsea.jpg"], "image/jpeg"),
@@ -319,10 +324,11 @@ def test_oversized_upload_is_413_and_store_unchanged(tmp_path, images):
         def chunked():  # no Content-Length: the limiter counts bytes as they arrive
             yield b'--XX\r\nContent-Disposition: form-data; name="name"\r\n\r\nHuge\r\n'
             yield b'--XX\r\nContent-Disposition: form-data; name="kind"\r\n\r\nprop\r\n'
-            yield b'--XX\r\nContent-Disposition: form-data; name="images"; filename="a.bin"\r\n\r\n'
-            for _ in range(1000):
-                yield b"\0" * 4096
-            yield b"\r\n--XX--\r\n"
+            # parts each within the per-upload limit (a bigger one is cut as a part), over the total
+            for i in range(30):
+                yield f'--XX\r\nContent-Disposition: form-data; name="images"; filename="a{i}.bin"\r\n\r\n'.encode()
+                yield b"\0" * 99_000 + b"\r\n"
+            yield b"--XX--\r\n"
 
         multipart = {"content-type": "multipart/form-data; boundary=XX"}
         r = c.post("/libraries/default/entities", content=chunked(), headers=multipart)
@@ -340,7 +346,7 @@ def test_default_upload_limit_is_32_mib(client):
 
 
 def test_api_key_is_required_except_for_health(tmp_path, images):
-    with TestClient(create_app(str(tmp_path / "db"), api_key="s3cret-ключ")) as c:
+    with local_client(create_app(str(tmp_path / "db"), api_key="s3cret-ключ")) as c:
         assert c.get("/health").status_code == 200
         good = {"Authorization": "Bearer s3cret-ключ".encode()}  # raw UTF-8 bytes on the wire
         for headers in [

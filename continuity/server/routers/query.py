@@ -14,6 +14,8 @@ from ..shapes import add_image_urls
 from ..state import LibraryDep, StateDep
 
 router = APIRouter(tags=["retrieval"])
+# Each name costs a lookup under the library's query lock: a list of 60,000 is a denial of service.
+MAX_QUERY_LIST = 256
 
 
 class QueryBody(BaseModel):
@@ -22,15 +24,15 @@ class QueryBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prompt: str = Field(..., max_length=MAX_PROMPT_CHARS)
     k: int = Field(8, ge=1, le=1000)
-    cast: list[str] | None = None
+    cast: list[str] | None = Field(None, max_length=MAX_QUERY_LIST)
     location: str | None = None
     cut: bool = True
     era: str | None = None
     story_id: str | None = None
     shot_index: int | None = Field(None, ge=0, lt=2**31)
     references_per_entity: int = Field(2, ge=0, le=100)
-    kinds: list[str] | None = None
-    tags: list[str] = Field(default_factory=list)
+    kinds: list[str] | None = Field(None, max_length=MAX_QUERY_LIST)
+    tags: list[str] = Field(default_factory=list, max_length=MAX_QUERY_LIST)
     require_consent: bool = False
 
     @field_validator("prompt", "location", "era", "story_id", "cast", "kinds", "tags")

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from memstore.store import FORMAT_VERSION
 
+from ..auth import AccessDep
 from ..state import StateDep
 
 public_router = APIRouter(tags=["store"])
@@ -22,5 +23,7 @@ def health(state: StateDep) -> dict[str, Any]:
 
 
 @router.get("/libraries")
-def libraries(state: StateDep) -> dict[str, Any]:
-    return {"libraries": [{"name": name, **state.library(name).count()} for name in state.store.libraries()]}
+def libraries(state: StateDep, access: AccessDep) -> dict[str, Any]:
+    """The libraries with their counts: only those the request's key reaches."""
+    names = [name for name in state.store.libraries() if access.reaches(name)]
+    return {"libraries": [{"name": name, **state.library(name).count()} for name in names]}
