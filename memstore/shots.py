@@ -7,13 +7,34 @@ Every read and delete is scoped to one library, like every other table of the st
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
+from .errors import InvalidInputError
 from .schema import ShotRecord
 from .validation import clean_text, sql_str
 
 if TYPE_CHECKING:
     from .library import Library
+    from .store import Store
+
+_WATERMARK_RE = re.compile(r"^[0-9a-f]{8}$")
+
+
+def _watermark_clause(watermark: str) -> str:
+    """A filter on the provenance JSON's ``"watermark": "<id>"`` (the manifest is written with
+    ``indent=2``, so the key and value are separated by one space)."""
+    wid = watermark.strip().lower() if isinstance(watermark, str) else ""
+    if not _WATERMARK_RE.match(wid):
+        raise InvalidInputError(f"a watermark id is 8 hex digits (e.g. 1f0c9a2b), got {str(watermark)[:40]!r}")
+    return f'provenance LIKE \'%"watermark": "{wid}"%\''
+
+
+def shots_with_watermark(store: Store, watermark: str) -> list[ShotRecord]:
+    """Every shot record of any library of ``store`` whose frames carry ``watermark`` (usually one;
+    a 32-bit id can collide across very large stores, so all matches are returned)."""
+    rows = store.shots.search().where(_watermark_clause(watermark)).limit(None).to_list()
+    return sorted((ShotRecord.from_row(r) for r in rows), key=lambda r: (r.library, r.story_id, r.shot_index))
 
 
 class ShotLog:
@@ -51,6 +72,18 @@ class ShotLog:
     def get(self, story_id: str, index: int) -> ShotRecord | None:
         rows = self.store.shots.search().where(self._where(story_id, f"shot_index = {int(index)}")).limit(1).to_list()
         return ShotRecord.from_row(rows[0]) if rows else None
+
+    def find_watermark(self, watermark: str) -> list[ShotRecord]:
+        """This library's shots whose frames carry ``watermark`` (8 hex digits)."""
+        clause = f"library = {sql_str(self.library.name)} AND {_watermark_clause(watermark)}"
+        rows = self.store.shots.search().where(clause).limit(None).to_list()
+        return sorted((ShotRecord.from_row(r) for r in rows), key=lambda r: (r.story_id, r.shot_index))
+
+    def using(self, entity_id: str) -> list[ShotRecord]:
+        """Every finished shot of any story of this library that retrieved ``entity_id``."""
+        clause = f"library = {sql_str(self.library.name)} AND array_has_any(retrieved, [{sql_str(entity_id)}])"
+        rows = self.store.shots.search().where(clause).limit(None).to_list()
+        return sorted((ShotRecord.from_row(r) for r in rows), key=lambda r: (r.story_id, r.shot_index))
 
     def stories(self) -> list[str]:
         """Ids of the stories this library has finished shots of."""

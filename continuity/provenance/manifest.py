@@ -85,8 +85,9 @@ class ConsentOverride(_Model):
 class OutputFile(_Model):
     path: str  # relative to the manifest's folder where possible
     kind: str = "video"  # video | keyframe | frame | other
-    sha256: str
+    sha256: str  # of the file as published (with its content credentials, where signed)
     bytes: int
+    signed: bool = False  # carries C2PA content credentials
 
 
 class ShotManifest(_Model):
@@ -110,7 +111,25 @@ class ShotManifest(_Model):
     timings: dict[str, float] = Field(default_factory=dict)  # seconds per stage
     software: dict[str, str] = Field(default_factory=lambda: software_versions())
     notes: list[str] = Field(default_factory=list)
+    # the invisible watermark id in the shot's frames (hex): resolves to this shot's record
+    watermark: str | None = None
+    # the continuity guard's verdict on the kept attempt ({"passed", "checks", ...}), and every attempt
+    guard: dict[str, Any] | None = None
+    attempts: list[dict[str, Any]] = Field(default_factory=list)
+    # the chained key of the shot's plan inputs (continuity.resume): a rerun resumes without replanning
+    plan_key: str | None = None
     created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def guard_fields(verdict: Any = None, attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The continuity guard's verdict and attempts as manifest fields, for the fields this
+    manifest version has (``guard``, ``attempts``); nothing when there is no verdict."""
+    out: dict[str, Any] = {}
+    if verdict is not None and "guard" in ShotManifest.model_fields:
+        out["guard"] = verdict.to_json() if hasattr(verdict, "to_json") else verdict
+    if attempts and "attempts" in ShotManifest.model_fields:
+        out["attempts"] = attempts
+    return out
 
 
 @functools.cache
