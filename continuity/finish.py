@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image
 
 from memstore.embedders import Embedder
 from memstore.library import Library
-from memstore.schema import Entity
+from memstore.schema import Entity, Reference
 
 from .keyframes import detect_faces, face_embedder, frame_embed
 from .metrics import ConsistencyReport, consistency, face_embed_with
@@ -29,11 +30,39 @@ def finish_story(run: StoryRun, library: Library, *, fps: int, generator: str) -
     from .video import concat_mp4
 
     run.video = Path(concat_mp4(run.out_dir / "story.mp4", [s.video for s in run.shots], fps=fps))
+    _sign_story(run, generator)
     appearances, entities = _appearances(run, library)
     report = _metrics(run.shots, library, appearances, entities)
     run.metrics = report.to_json()
     (run.out_dir / "metrics.json").write_text(json.dumps(run.metrics, indent=2))
     run.report = _report(run, library, appearances, report, generator)
+
+
+def _sign_story(run: StoryRun, generator: str) -> None:
+    """Sign the story MP4 with the run's identity, each shot MP4 an ingredient (unsigned without one)."""
+    from .provenance import read_provenance
+    from .provenance.publish import Publisher
+
+    assert run.video is not None
+    shots = [(s.video, read_provenance(s.provenance)) for s in run.shots]
+    Publisher.from_env(run.out_dir).sign_story(run.video, run.story.id, generator, shots)
+
+
+def keep_finished(run: StoryRun) -> bool:
+    """A rerun that made nothing keeps the story MP4, metrics and report it finds, when they are
+    newer than every shot (a 10,000-shot story is not re-encoded and re-reported to change nothing)."""
+    outputs = [run.out_dir / "story.mp4", run.out_dir / "metrics.json", run.out_dir / "report.html"]
+    if not all(p.exists() for p in outputs):
+        return False
+    oldest = min(p.stat().st_mtime for p in outputs)
+    if any(s.video.exists() and s.video.stat().st_mtime > oldest for s in run.shots):
+        return False
+    run.video, _, run.report = outputs
+    try:
+        run.metrics = json.loads(outputs[1].read_text())
+    except ValueError:
+        return False
+    return True
 
 
 def _appearances(run: StoryRun, library: Library) -> tuple[Appearances, dict[str, Entity]]:
@@ -87,6 +116,12 @@ def _character_counts(shots: Sequence[ShotRun], library: Library, face: Embedder
     return counts
 
 
+def _pil(ref: Reference, images: dict[str, bytes]) -> Image.Image:
+    if ref.image is not None:
+        return ref.pil()
+    return ref.model_copy(update={"image": images[ref.id]}).pil()
+
+
 def _report(
     run: StoryRun, library: Library, appearances: Appearances, metrics: ConsistencyReport, generator: str
 ) -> Path:
@@ -100,8 +135,11 @@ def _report(
         keyframe_refs = library.references(ids=[k.id for k in s.keyframes], with_images=True) if s.keyframes else []
         unique = {(k.shot, k.frame): k for k in keyframe_refs}
         keyframes = [ReportImage(np.asarray(k.pil()), f"frame {k.frame}") for k in unique.values()]
+        images = library.images([f.reference.id for f, _ in s.memory if f.reference.image is None])
         memory = [
-            ReportImage(np.asarray(f.reference.pil()), f"shot {f.shot} frame {f.frame}: {why}") for f, why in s.memory
+            ReportImage(np.asarray(_pil(f.reference, images)), f"shot {f.shot} frame {f.frame}: {why}")
+            for f, why in s.memory
+            if f.reference.image is not None or f.reference.id in images
         ]
         shots.append(
             ShotReport.from_manifest(

@@ -12,6 +12,8 @@ default so the loop runs without weights, and quality is sharpness (variance of 
 
 from __future__ import annotations
 
+import bisect
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from memstore.embedders import Embedder, Embedding
 from memstore.errors import InvalidInputError
+from memstore.library import Keyframe as LibraryKeyframe
 from memstore.library import Library
 from memstore.schema import Entity, Reference
 from retrieval.query import RetrievalResult
 
 #: frames (H x W x 3 uint8) -> (N, d) float32 rows, L2-normalised
 EmbedFn = Callable[[list[np.ndarray]], np.ndarray]
+#: the face that proved a character in a keyframe: (unit vector, box x0 y0 x1 y1)
+FaceMatch = tuple[np.ndarray, list[float]]
 
 
 class KeyframeConfig(BaseModel):
@@ -274,6 +279,79 @@ def frame_embed(library: Library) -> EmbedFn:
     return embed_with(emb) if emb is not None else tiny_embed
 
 
+class KeyframeBank:
+    """A story's harvested keyframes (metadata and vectors, no images), read from the store once and
+    kept in step as shots commit or are forgotten, so that no shot re-reads the story's keyframes:
+    memory selection and the duplicate check cost the same at shot 10 and at shot 10,000."""
+
+    IMAGES = 256  # encoded images kept (the latest shots' keyframes are the likeliest memory)
+
+    def __init__(self, library: Library, story_id: str):
+        self.library = library
+        self.by_shot: dict[int, list[Reference]] = {}
+        self._by_entity: dict[str, list[Reference]] = {}  # in shot order
+        self._images: OrderedDict[str, bytes] = OrderedDict()
+        self.add(library.keyframes(story_id))
+
+    def with_images(self, refs: Sequence[Reference]) -> list[Reference]:
+        """These keyframes with their images: from the bank's cache, the rest in one store read."""
+        missing = [r.id for r in refs if r.id not in self._images]
+        if missing:
+            for ref_id, data in self.library.images(missing).items():
+                self._remember(ref_id, data)
+        return [r.model_copy(update={"image": self._images[r.id]}) for r in refs if r.id in self._images]
+
+    def _remember(self, ref_id: str, data: bytes) -> None:
+        self._images[ref_id] = data
+        self._images.move_to_end(ref_id)
+        while len(self._images) > self.IMAGES:
+            self._images.popitem(last=False)
+
+    def add(self, refs: Sequence[Reference]) -> None:
+        shots, entities = set(), set()
+        stripped = []
+        for ref in refs:  # images go to the bounded cache: a long story must not hold them all
+            if ref.image is not None:
+                self._remember(ref.id, ref.image)
+                ref = ref.model_copy(update={"image": None})
+            stripped.append(ref)
+        for ref in stripped:
+            self.by_shot.setdefault(_shot(ref), []).append(ref)
+            self._by_entity.setdefault(ref.entity_id, []).append(ref)
+            shots.add(_shot(ref))
+            entities.add(ref.entity_id)
+        for shot in shots:  # the store's order (Library.references), so a rerun chooses alike
+            self.by_shot[shot].sort(key=lambda r: (r.created, r.id))
+        for entity in entities:
+            self._by_entity[entity].sort(key=lambda r: (_shot(r), r.created, r.id))
+
+    def drop(self, shot: int) -> list[Reference]:
+        gone = self.by_shot.pop(shot, [])
+        for entity in {r.entity_id for r in gone}:
+            self._by_entity[entity] = [r for r in self._by_entity[entity] if _shot(r) != shot]
+        return gone
+
+    def at(self, shot: int) -> list[Reference]:
+        return list(self.by_shot.get(shot, []))
+
+    def before(self, shot: int) -> list[Reference]:
+        """Keyframes of earlier shots, in story order."""
+        return [r for s in sorted(k for k in self.by_shot if k < shot) for r in self.by_shot[s]]
+
+    def of_entity(self, entity_id: str, before: int) -> list[Reference]:
+        refs = self._by_entity.get(entity_id, [])
+        return refs[: bisect.bisect_left([_shot(r) for r in refs], before)] if refs else []
+
+    def recent(self, before: int, per_entity: int = 32) -> list[Reference]:
+        """Each entity's latest keyframes of earlier shots: the candidates a shot may condition on
+        besides the registered blueprints (older looks are the episodic memory's business)."""
+        return [r for entity in self._by_entity for r in self.of_entity(entity, before)[-per_entity:]]
+
+
+def _shot(ref: Reference) -> int:
+    return int(ref.shot or 0)
+
+
 class KeyframeWriter:
     """Extract a shot's keyframes and store them as harvested references of the entities they show.
 
@@ -281,70 +359,94 @@ class KeyframeWriter:
     per entity, so the check is per entity too: a frame of the forest is a duplicate for the
     forest, but the first frame of Aria in the forest is new for Aria and is kept for her."""
 
-    def __init__(self, library: Library, *, face_match_threshold: float, config: KeyframeConfig | None = None):
+    def __init__(
+        self,
+        library: Library,
+        *,
+        face_match_threshold: float | None = None,
+        config: KeyframeConfig | None = None,
+        bank: KeyframeBank | None = None,
+    ):
+        from .thresholds import face_threshold
+
         self.library = library
-        self.face_match_threshold = face_match_threshold
         self.config = config or KeyframeConfig()
         self.embed = frame_embed(library)
+        self.bank = bank
         self._image = image_embedder(library)
         self._face = face_embedder(library)
+        # a keyframe shows a character when a face in it is that person, by the face embedder's own scale
+        if face_match_threshold is None and self._face is not None:
+            face_match_threshold = face_threshold(self._face)
+        self.face_match_threshold = face_match_threshold if face_match_threshold is not None else 0.0
 
-    def write_back(self, story_id: str, index: int, frames: np.ndarray, result: RetrievalResult) -> list[Reference]:
+    def write_back(
+        self,
+        story_id: str,
+        index: int,
+        frames: np.ndarray,
+        result: RetrievalResult,
+        *,
+        exclude: frozenset[str] = frozenset(),
+    ) -> list[Reference]:
+        """Store the shot's new keyframes for the entities they show, in one append; ``exclude``:
+        entity ids the continuity guard rejected in this shot (their keyframes would teach drift)."""
         keyframes = extract_keyframes(frames, embed=self.embed, config=self.config)
         if not keyframes:
             return []
         key = self._image.column_name if self._image is not None else "_frame"
-        earlier = self._earlier_with_vectors(story_id, index, key)
-        written: list[Reference] = []
+        bank = self.bank or KeyframeBank(self.library, story_id)
+        self._fill_vectors(bank.before(index), key)
+        chosen: list[LibraryKeyframe] = []
         for kf in keyframes:
             vector = np.asarray(kf.vector, dtype=np.float32)
-            for entity in self.attribute(kf.image, result):
-                seen = [r.vectors[key] for r in earlier if r.entity_id == entity.id and key in r.vectors]
-                if seen and _max_cosine(vector, seen) > self.config.memory_dedup:
+            shown, faces = [], {}
+            for entity, face in self.attribute(kf.image, result):
+                seen = [r.vectors[key] for r in bank.of_entity(entity.id, index) if key in r.vectors]
+                if entity.id in exclude or (seen and _max_cosine(vector, seen) > self.config.memory_dedup):
                     continue
-                written += self.library.add_images(
-                    entity,
-                    [kf.image],
-                    source="harvested",
-                    story=story_id,
-                    shot=index,
-                    frames=[kf.frame_index],
-                )
+                shown.append(entity)
+                if face is not None:
+                    faces[entity.id] = face
+            chosen.append(LibraryKeyframe(kf.image, kf.frame_index, shown, faces))
+        written = self.library.add_keyframes(story_id, index, chosen)
+        for ref in written:  # the duplicate check of later shots reads this vector from the bank
+            ref.vectors.setdefault(key, np.asarray(next(k.vector for k in keyframes if k.frame_index == ref.frame)))
+        if self.bank is not None:
+            self.bank.add(written)
         return written
 
-    def _earlier_with_vectors(self, story_id: str, index: int, key: str) -> list[Reference]:
-        """Keyframes of earlier shots, each with a vector under ``key`` (embedded once where the
-        store holds none from this embedder)."""
-        earlier = self.library.keyframes(story_id, before=index)
+    def _fill_vectors(self, earlier: list[Reference], key: str) -> None:
+        """Give every earlier keyframe a vector under ``key`` (embedded once, where the store holds
+        none from this embedder)."""
         missing = {r.id: r for r in earlier if key not in r.vectors}
         if missing:
             loaded = self.library.references(ids=list(missing), with_images=True)
             vectors = self.embed([np.asarray(r.pil()) for r in loaded]) if loaded else []
             for ref, vector in zip(loaded, vectors, strict=False):
                 missing[ref.id].vectors[key] = np.asarray(vector)
-        return earlier
 
-    def attribute(self, image: np.ndarray, result: RetrievalResult) -> list[Entity]:
-        """The shot's characters and location, with characters verified by face match where both
-        the keyframe and the character's references have faces."""
-        entities = [h.entity for h in result.hits if h.entity.kind in ("character", "location")]
+    def attribute(self, image: np.ndarray, result: RetrievalResult) -> list[tuple[Entity, FaceMatch | None]]:
+        """The shot's characters and location that the keyframe shows: a character is verified by
+        face match where both the keyframe and the character's references have faces, and comes
+        with the face that matched it (a group shot's largest face may be someone else's)."""
+        places = [(h.entity, None) for h in result.hits if h.entity.kind == "location"]
+        people = [h for h in result.hits if h.entity.kind == "character"]
         if self._face is None:
-            return entities
+            return [(h.entity, None) for h in people] + places
         column = self._face.column_name
-        found = detect_faces(self._face, image)
-        vectors = [np.asarray(f.vector) for f in found if f.vector is not None]
-        kept = []
-        for hit in result.hits:
-            entity = hit.entity
-            if entity.kind == "location":
-                kept.append(entity)
-            elif entity.kind == "character":
-                known = [r.vectors[column] for r in hit.references if column in r.vectors]
-                if not known or not vectors:  # nothing to verify against: trust the cast
-                    kept.append(entity)
-                elif max(float(np.dot(v, k)) for v in vectors for k in known) >= self.face_match_threshold:
-                    kept.append(entity)
-        return kept
+        found = [f for f in detect_faces(self._face, image) if f.vector is not None]
+        kept: list[tuple[Entity, FaceMatch | None]] = []
+        for hit in people:
+            known = [r.vectors[column] for r in hit.references if column in r.vectors]
+            if not known or not found:  # nothing to verify against: trust the cast
+                kept.append((hit.entity, None))
+                continue
+            score, face = max(((max(float(np.dot(f.vector, k)) for k in known), f) for f in found), key=lambda t: t[0])
+            if score >= self.face_match_threshold:
+                box = face.face_box if face.face_box is not None else (0.0, 0.0, 0.0, 0.0)
+                kept.append((hit.entity, (np.asarray(face.vector, dtype=np.float32), list(box))))
+        return kept + places
 
 
 def detect_faces(face: Embedder, image: np.ndarray) -> list[Embedding]:

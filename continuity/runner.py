@@ -10,6 +10,7 @@ keyframes a crashed shot may have written are removed before it is generated aga
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -21,13 +22,16 @@ import numpy as np
 
 from memstore.errors import ContinuityError, ScriptError
 from memstore.library import Library
-from memstore.schema import Entity, Reference
+from memstore.schema import Entity, Reference, ShotRecord
 from retrieval.memory import MemoryFrame
 from retrieval.query import RetrievalResult
 
+from .attempts import generate_checked
+from .guard import ContinuityGuard, GuardConfig, GuardPolicy, GuardVerdict, default_policy
 from .preflight import name_problems
+from .resume import FastResume
 from .session import SessionConfig, ShotPlan, StorySession
-from .story import StoryScript
+from .story import Scene, Shot, StoryScript
 
 
 @dataclass
@@ -35,6 +39,9 @@ class RunConfig(SessionConfig):
     """How a story is run: a session's configuration plus what only a scripted run decides."""
 
     register_cast: bool = True  # register cast members the library lacks from the script's images
+    guard: GuardPolicy | None = None  # None: retry with a face or CLIP embedder, warn otherwise
+    max_attempts: int = 3
+    guard_thresholds: dict[str, float] = field(default_factory=dict)  # entity name or id -> threshold
 
 
 @dataclass
@@ -52,6 +59,8 @@ class ShotRun:
     provenance: Path
     skipped: bool = False
     seconds: float = 0.0
+    attempts: int = 1
+    verdict: GuardVerdict | None = None
     frames: np.ndarray | None = None
 
 
@@ -85,6 +94,11 @@ class StoryRunner:
         self.generator = generator
         self.retriever = retriever
         self.progress = progress
+        policy = self.config.guard or default_policy(library)
+        self.guard_config = GuardConfig(
+            policy=policy, max_attempts=self.config.max_attempts, thresholds=dict(self.config.guard_thresholds)
+        )
+        self.guard = ContinuityGuard(library, self.guard_config) if policy != "off" else None
 
     # --- set-up -------------------------------------------------------------------------------
     def _generator(self) -> Any:
@@ -147,27 +161,55 @@ class StoryRunner:
             self.library, story.id, self.config, retriever=self._retriever(), out_dir=self.out_dir, resume=False
         )
         done = self.library.shots.hashes(story.id)
+        fast = FastResume(self.library, story.id, self.config)
         runs: list[ShotRun] = []
         for index, scene, shot in story.iter_shots():
             if stop_after is not None and index >= stop_after:
                 break
             started = time.perf_counter()
-            plan = session.plan_shot(
-                shot, index=index, scene_index=scene.index, location=shot.location or scene.location
-            )
-            resumed = self._is_done(story, plan, session, done)
-            if resumed:
-                runs.append(self.resume(session, plan))
+            location = shot.location or scene.location
+            key = fast.next_key(index, scene, shot, location)
+            record = fast.record_for(index, key, *session.paths(index))
+            if record is not None:  # resumed without planning (continuity.resume)
+                runs.append(self.resume_recorded(session, fast, record, scene, shot))
             else:
-                runs.append(self.make(session, plan, generator, started))
+                plan = session.plan_shot(shot, index=index, scene_index=scene.index, location=location)
+                plan.plan_key = key
+                if self._is_done(story, plan, session, done):
+                    runs.append(self.resume(session, plan))
+                else:
+                    runs.append(self.make(session, plan, generator, started))
             if self.progress:
-                self.progress(index + 1, story.num_shots, "resumed" if resumed else "generated")
+                self.progress(index + 1, story.num_shots, "resumed" if runs[-1].skipped else "generated")
         run = StoryRun(story, self.out_dir, runs)
         if runs:
-            from .finish import finish_story
+            from .finish import finish_story, keep_finished
 
-            finish_story(run, self.library, fps=self.config.fps, generator=self.config.generator)
+            unchanged = stop_after is None and all(s.skipped for s in runs)
+            if not (unchanged and keep_finished(run)):
+                finish_story(run, self.library, fps=self.config.fps, generator=self.config.generator)
         return run
+
+    def resume_recorded(
+        self, session: StorySession, fast: FastResume, record: ShotRecord, scene: Scene, shot: Shot
+    ) -> ShotRun:
+        """A finished shot resumed from its record: nothing retrieved, generated or written."""
+        result = fast.result_of(record, shot.cut)
+        session.advance_recorded(result, record.input_hash, record.shot_index)
+        video, provenance = session.paths(record.shot_index)
+        keyframes = session.bank.at(record.shot_index)
+        return ShotRun(
+            record.shot_index,
+            scene.index,
+            shot.prompt,
+            record.input_hash,
+            video,
+            result,
+            [],
+            keyframes,
+            provenance,
+            skipped=True,
+        )
 
     def _is_done(self, story: StoryScript, plan: ShotPlan, session: StorySession, done: dict[int, str]) -> bool:
         """Made with these inputs, and the files in ``--out`` are that shot's: another story (or
@@ -203,24 +245,30 @@ class StoryRunner:
             plan.input_hash,
             video,
             plan.result,
-            plan.memory,
+            _without_images(plan.memory),
             keyframes,
             provenance,
             skipped=True,
         )
 
     def make(self, session: StorySession, plan: ShotPlan, generator: Any, started: float) -> ShotRun:
-        """Prepare and generate the shot, then commit it to the session (MP4, keyframes,
-        provenance, and last the shot record)."""
+        """Generate the shot (again, while the continuity guard says so), then commit the best
+        attempt to the session (MP4, keyframes, provenance, and last the shot record)."""
         timings = {"retrieve": time.perf_counter() - started}
-        t = time.perf_counter()
-        plan.conditioning = generator.prepare(plan.spec, plan.result)
-        timings["prepare"] = time.perf_counter() - t
-        t = time.perf_counter()
-        output = generator.generate(plan.spec, plan.conditioning, plan.seed)
-        timings["generate"] = time.perf_counter() - t
-        model_id = (getattr(output, "metadata", None) or {}).get("model_id") or getattr(generator, "model_id", None)
-        committed = session.commit(plan, np.asarray(output.frames), fps=output.fps, model_id=model_id, timings=timings)
+        outcome = generate_checked(generator, plan, self.guard, self.guard_config)
+        timings["prepare"] = outcome.prepare_s
+        timings["generate"] = sum(a.seconds for a in outcome.attempts)
+        best = outcome.best
+        committed = session.commit(
+            plan,
+            best.frames,
+            fps=best.fps,
+            model_id=best.model_id,
+            timings=timings,
+            seed=best.seed,
+            verdict=best.verdict,
+            attempts=[a.to_json() for a in outcome.attempts],
+        )
         assert committed.video is not None and committed.provenance is not None  # the session has an out_dir
         return ShotRun(
             plan.index,
@@ -229,9 +277,20 @@ class StoryRunner:
             plan.input_hash,
             committed.video,
             plan.result,
-            plan.memory,
+            _without_images(plan.memory),
             committed.keyframes,
             committed.provenance,
             seconds=time.perf_counter() - started,
-            frames=np.asarray(output.frames),
+            frames=None,  # decoded frames of finished shots are not kept: a long story would hold them all
+            attempts=len(outcome.attempts),
+            verdict=best.verdict,
         )
+
+
+def _without_images(memory: list[tuple[MemoryFrame, str]]) -> list[tuple[MemoryFrame, str]]:
+    """The memory a shot used, without image bytes: a finished shot's record of what it remembered
+    must not hold images for the whole run (the report reads the few it shows again)."""
+    return [
+        (dataclasses.replace(f, references=tuple(r.model_copy(update={"image": None}) for r in f.references)), why)
+        for f, why in memory
+    ]

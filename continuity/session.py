@@ -32,7 +32,7 @@ from retrieval.memory import MemoryFrame, group_frames, select_memory
 from retrieval.query import Hit, RetrievalResult, ShotQuery
 
 from .consent import ConsentOverride, check_rights
-from .keyframes import KeyframeWriter
+from .keyframes import KeyframeBank, KeyframeWriter
 from .story import Shot, shot_input_hash
 
 
@@ -55,9 +55,8 @@ class SessionConfig:
     require_consent: bool = False
     # store each shot's keyframes as harvested references (the episodic memory of later shots)
     write_back: bool = True
-    # cosine between a keyframe's face and a character's reference faces to attribute it; lenient on
-    # purpose (dlib's usual same-person cut, 0.6 euclidean on unit vectors, is about 0.82 cosine)
-    face_match_threshold: float = 0.55
+    # cosine between a keyframe's face and a character's reference faces to attribute it
+    face_match_threshold: float | None = None  # None: the face embedder's own (continuity.thresholds)
 
 
 @dataclass
@@ -74,6 +73,7 @@ class ShotPlan:
     seed: int
     input_hash: str
     spec: ShotSpec
+    plan_key: str | None = None  # set by a scripted run (continuity.resume)
     conditioning: Conditioning | None = None  # when the session has an adapter
     call_arguments: dict[str, Any] = field(default_factory=dict)  # for the user's loaded pipeline
 
@@ -121,6 +121,8 @@ class StorySession:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self._retriever = retriever
         self._writer: KeyframeWriter | None = None
+        self._bank: KeyframeBank | None = None
+        self._recorded: set[int] = set(library.shots.hashes(self.story_id))  # shots with a record
         self.context = StoryContext()
         self.previous_hash = ""
         self.next_index = 0
@@ -139,8 +141,17 @@ class StorySession:
     @property
     def writer(self) -> KeyframeWriter:
         if self._writer is None:
-            self._writer = KeyframeWriter(self.library, face_match_threshold=self.config.face_match_threshold)
+            self._writer = KeyframeWriter(
+                self.library, face_match_threshold=self.config.face_match_threshold, bank=self.bank
+            )
         return self._writer
+
+    @property
+    def bank(self) -> KeyframeBank:
+        """The story's keyframes, read once and kept in step by commits (see KeyframeBank)."""
+        if self._bank is None:
+            self._bank = KeyframeBank(self.library, self.story_id)
+        return self._bank
 
     def _replay(self, records: Sequence[ShotRecord]) -> None:
         """Rebuild the story context and the hash chain from the shot log: what each finished
@@ -172,17 +183,22 @@ class StorySession:
         """Forget shots ``from_index`` onward (records and keyframes), so they are planned anew;
         returns how many shot records were dropped."""
         dropped = [r for r in self.shots() if r.shot_index >= from_index]
-        for record in dropped:
-            self._forget(record.shot_index)
+        leftovers = {s for s in self.bank.by_shot if s >= from_index}  # a crashed take's keyframes too
+        for index in {r.shot_index for r in dropped} | leftovers:
+            self._forget(index)
         self.context, self.previous_hash, self.next_index = StoryContext(), "", 0
         self._replay([r for r in self.shots() if r.shot_index < from_index])
         return len(dropped)
 
     def _forget(self, index: int) -> None:
-        """Remove what an earlier (crashed or changed) take left for this shot."""
-        keyframes = self.library.keyframes(self.story_id, at=index, with_vectors=False)
-        self.library.remove_references([r.id for r in keyframes])
-        self.library.shots.forget(self.story_id, index)
+        """Remove what an earlier (crashed or changed) take left for this shot; nothing to do (and
+        no store round trip) for a shot never made, the common case of a long run."""
+        stale = self.bank.drop(index)
+        if stale:
+            self.library.remove_references([r.id for r in stale])
+        if index in self._recorded:
+            self.library.shots.forget(self.story_id, index)
+            self._recorded.discard(index)
 
     # --- planning -------------------------------------------------------------------------------
     def plan(
@@ -195,6 +211,7 @@ class StorySession:
         seed: int | None = None,
         duration: float = 2.0,
         scene_index: int = 1,
+        first_frame_prompt: str | None = None,
     ) -> ShotPlan:
         """Plan the next shot of the story from its prompt (and what the script knows of it)."""
         shot = Shot(
@@ -205,6 +222,7 @@ class StorySession:
             location=location,
             duration=duration,
             seed=seed,
+            first_frame_prompt=first_frame_prompt,
         )
         return self.plan_shot(shot, index=self.next_index, scene_index=scene_index, location=location)
 
@@ -218,8 +236,10 @@ class StorySession:
             cast=tuple(shot.cast) if shot.cast else None,
             location=location,
             require_consent=self.config.require_consent,
+            scene=scene_index,
+            first_frame_prompt=shot.first_frame_prompt,
         )
-        result = self.retriever.retrieve(query, self.context)
+        result = self.retriever.retrieve(query, self.context, keyframes=self.bank.recent(index))
         overrides = check_rights(
             [h.entity for h in result.hits],
             overrides=set(self.config.consent_overrides),
@@ -289,7 +309,7 @@ class StorySession:
     def _select_memory(self, index: int, result: RetrievalResult) -> list[tuple[MemoryFrame, str]]:
         # Choose on metadata, then read images for the chosen frames only: a long story has
         # thousands of keyframes and each shot needs at most `memory_budget` of them.
-        refs = self.library.keyframes(self.story_id, before=index, with_vectors=False)
+        refs = self.bank.before(index)
         location = result.location
         chosen = select_memory(
             self.config.memory_policy,
@@ -299,7 +319,7 @@ class StorySession:
             names={h.entity.id: h.entity.name for h in result.hits},
             budget=self.config.memory_budget,
         )
-        loaded = {r.id: r for r in self.library.references(ids=[f.reference.id for f, _ in chosen], with_images=True)}
+        loaded = {r.id: r for r in self.bank.with_images([f.reference for f, _ in chosen])}
         return [
             (dataclasses.replace(f, references=(loaded[f.reference.id], *f.references[1:])), why)
             for f, why in chosen
@@ -309,9 +329,13 @@ class StorySession:
     # --- committing -----------------------------------------------------------------------------
     def advance(self, plan: ShotPlan) -> None:
         """Move past a shot that is already made (a resumed run): context and hash chain only."""
-        self.context.update(plan.result)
-        self.previous_hash = plan.input_hash
-        self.next_index = plan.index + 1
+        self.advance_recorded(plan.result, plan.input_hash, plan.index)
+
+    def advance_recorded(self, result: RetrievalResult, input_hash: str, index: int) -> None:
+        """Move past a finished shot known from its record, without planning it."""
+        self.context.update(result)
+        self.previous_hash = input_hash
+        self.next_index = index + 1
 
     def commit(
         self,
@@ -321,25 +345,57 @@ class StorySession:
         fps: float | None = None,
         model_id: str | None = None,
         timings: dict[str, float] | None = None,
+        seed: int | None = None,
+        verdict: Any = None,
+        attempts: list[dict[str, Any]] | None = None,
     ) -> CommittedShot:
         """Store a rendered shot: frames (T x H x W x 3 uint8) or an MP4 file. Writes the MP4 and
         provenance into ``out_dir`` when the session has one, the keyframes as memory, and the
-        shot record last (the shot's commit marker)."""
+        shot record last (the shot's commit marker). ``seed`` is the seed the committed frames were
+        made with when a retry changed it; ``verdict`` and ``attempts`` are the continuity guard's.
+
+        Published files carry the shot's provenance themselves: the frames get an invisible
+        watermark id before the MP4 is encoded, keyframe JPEGs are written beside the MP4, and
+        with a signing identity (``CONTINUITY_SIGN_CERT`` / ``CONTINUITY_SIGN_KEY``) each file is
+        signed with C2PA content credentials (see :mod:`continuity.provenance`)."""
         started = time.perf_counter()
         self._forget(plan.index)
         video_frames, fps = _read_frames(frames, fps or plan.spec.fps)
         video, provenance = self.paths(plan.index) if self.out_dir is not None else (None, None)
+        mark = None
+        stages = dict(timings or {})
         if video is not None:
+            from .provenance.publish import watermarked
             from .video import write_mp4
 
+            t = time.perf_counter()
+            mark, video_frames = watermarked(
+                video_frames, self.library.name, self.story_id, plan.index, plan.input_hash
+            )
+            stages["watermark"] = time.perf_counter() - t
             write_mp4(video, video_frames, fps)  # atomic: a temp file renamed into place
         keyframes = (
             self.writer.write_back(self.story_id, plan.index, video_frames, plan.result)
             if self.config.write_back
             else []
         )
-        stages = {**(timings or {}), "commit": time.perf_counter() - started}
-        manifest = self._manifest(plan, keyframes, video, model_id, stages)
+        manifest = self._manifest(
+            plan, keyframes, video, model_id, stages, watermark=mark, seed=seed, verdict=verdict, attempts=attempts
+        )
+        if video is not None and self.out_dir is not None:
+            from .provenance.publish import Publisher, reference_ingredients, write_keyframe_images
+
+            t = time.perf_counter()
+            files = [(video, "video"), *write_keyframe_images(video, video_frames, [k.frame for k in keyframes])]
+            manifest.outputs = Publisher.from_env(self.out_dir).sign_shot(
+                manifest,
+                files,
+                consent={h.entity.id: h.entity.rights.consent for h in plan.result.hits},
+                where={"store": str(self.library.store.uri), "library": self.library.name},
+                ingredients=reference_ingredients(plan.result.hits),
+            )
+            manifest.timings["sign"] = round(time.perf_counter() - t, 4)
+        manifest.timings["commit"] = round(time.perf_counter() - started, 4)
         if provenance is not None:
             from .provenance import write_provenance
 
@@ -362,9 +418,15 @@ class StorySession:
         video: Path | None,
         model_id: str | None,
         timings: dict[str, float],
+        *,
+        watermark: str | None = None,
+        seed: int | None = None,
+        verdict: Any = None,
+        attempts: list[dict[str, Any]] | None = None,
     ) -> Any:
         from .provenance import ConsentOverride as ManifestOverride
-        from .provenance import ShotManifest, output_file, uses_from_retrieval
+        from .provenance import ShotManifest, uses_from_retrieval
+        from .provenance.manifest import guard_fields
 
         notes = []
         if keyframes:
@@ -382,7 +444,7 @@ class StorySession:
             enriched_prompt=conditioning.prompt if conditioning is not None else None,
             generator=self.config.generator,
             model_id=model_id or (self.adapter.model_id if self.adapter is not None else None),
-            seed=plan.seed,
+            seed=seed if seed is not None else plan.seed,
             **uses_from_retrieval(plan.result),
             consent_overrides=[
                 ManifestOverride(
@@ -392,9 +454,13 @@ class StorySession:
                 )
                 for o in plan.overrides
             ],
-            outputs=[output_file(video, base_dir=video.parent)] if video is not None else [],
+            # the published files (signed where an identity is set) are described by commit
+            outputs=[],
             timings={k: round(v, 4) for k, v in timings.items()},
             notes=notes,
+            plan_key=plan.plan_key,
+            watermark=watermark,
+            **guard_fields(verdict, attempts),
         )
 
     def _record(self, plan: ShotPlan, video: Path | None, provenance: str) -> ShotRecord:
@@ -412,6 +478,7 @@ class StorySession:
             provenance=provenance,
         )
         self.library.shots.add(record)
+        self._recorded.add(plan.index)
         return record
 
 
