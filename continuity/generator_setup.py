@@ -181,6 +181,12 @@ def build_generator(
         generator = cls.from_pretrained(model, **options)
     if device is not None or dtype is not None:
         place(generator, device=device, dtype=dtype)
+    if key == "wan-m2v":
+        from memstore.tokens import TokenCache
+
+        # memory keyframes' VAE latents, encoded once across shots and runs (float32: exactly what
+        # encoding again would give)
+        generator.token_cache = TokenCache(library, dtype="float32")
     pipeline = getattr(generator, "pipeline", None)
     if hasattr(pipeline, "set_progress_bar_config"):
         # the story's own bar counts shots; per-step bars would interleave with it

@@ -138,6 +138,7 @@ def _make_pipeline_class() -> type:
             negative_prompt: str | None = None,
             *,
             memory_images: Sequence[Any] | None = None,
+            memory_latents: Any = None,
             image: Any = None,
             height: int = 480,
             width: int = 832,
@@ -220,9 +221,13 @@ def _make_pipeline_class() -> type:
                 latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
                 condition = self._text_only_condition(1, num_frames, height, width, device)
 
-            num_memory = len(memory_images)
+            # latents the caller already has (the store's token cache) skip the VAE: (1, C, M, h, w)
+            num_memory = int(memory_latents.shape[2]) if memory_latents is not None else len(memory_images)
             if num_memory:
-                memory = self.encode_memory(memory_images, height, width).to(device, torch.float32)
+                encoded = (
+                    memory_latents if memory_latents is not None else self.encode_memory(memory_images, height, width)
+                )
+                memory = encoded.to(device, torch.float32)
                 mem_mask = torch.ones(1, t_scale, num_memory, memory.shape[3], memory.shape[4], device=device)
                 condition = torch.cat([torch.cat([mem_mask, memory], dim=1), condition], dim=2)
             else:
@@ -337,6 +342,7 @@ class WanM2VGenerator(GeneratorAdapter):
         num_inference_steps: int = 40,
         guidance_scale: float = 5.0,
         model_id: str | None = None,
+        token_cache: Any = None,
     ):
         if pipeline is None:
             raise InvalidInputError(
@@ -356,6 +362,8 @@ class WanM2VGenerator(GeneratorAdapter):
         self.memory_rope_gap = int(memory_rope_gap)
         self.decode_memory = bool(decode_memory)
         self.first_frame = first_frame
+        # (keyframe, VAE spec) -> latent, computed once: a memory frame is encoded for every shot otherwise
+        self.token_cache = token_cache
         self.num_inference_steps = int(num_inference_steps)
         self.guidance_scale = float(guidance_scale)
         self._model_id = model_id
@@ -424,6 +432,7 @@ class WanM2VGenerator(GeneratorAdapter):
             ConditionedEntity(h.entity.name, h.entity.id, h.entity.kind, description=h.entity.description)
             for h in result.hits
         ]
+        tensors = {"memory_latents": self._memory_latents(shot, memory)} if self.token_cache and memory else {}
         if self.first_frame == "location" and result.location is not None:
             ref = next((r for r in result.location.references if r.image is not None), None)
             if ref is not None:
@@ -434,6 +443,7 @@ class WanM2VGenerator(GeneratorAdapter):
             shot.negative_prompt,
             entities=entities,
             images=images,
+            tensors=tensors,
             memory_ids=[r.id for r in memory],
             options={
                 "memory_rope_offset": self.memory_rope_offset,
@@ -444,11 +454,25 @@ class WanM2VGenerator(GeneratorAdapter):
             },
         )
 
+    def _memory_latents(self, shot: ShotSpec, memory: list[Any]) -> np.ndarray:
+        """(M, C, 1, h, w) latents of the memory keyframes, from the token cache (encoded on a miss)."""
+        from ._diffusers import pipeline_size, size_multiple
+
+        width, height = pipeline_size(shot, size_multiple(self.pipeline))
+        encoder = MemoryLatentEncoder(self.pipeline, height, width, self.model_id)
+        return np.stack(self.token_cache.get_or_compute(memory, encoder))
+
     def generate(self, shot: ShotSpec, conditioning: Conditioning, seed: int | None = None) -> ShotOutput:
         from ._diffusers import call_pipeline
 
         seed = shot.seed if seed is None else int(seed)
         memory = [conditioning.images[f"memory:{m}"] for m in conditioning.memory_ids]
+        cached = conditioning.tensors.get("memory_latents")
+        latents = None
+        if cached is not None:
+            import torch
+
+            latents = torch.from_numpy(np.ascontiguousarray(np.asarray(cached).transpose(2, 1, 0, 3, 4)))
         frames, facts = call_pipeline(
             self.pipeline,
             shot,
@@ -458,9 +482,27 @@ class WanM2VGenerator(GeneratorAdapter):
             num_inference_steps=self.num_inference_steps,
             guidance_scale=self.guidance_scale,
             memory_images=memory,
+            memory_latents=latents,
             image=conditioning.images.get("first_frame"),
             memory_rope_offset=self.memory_rope_offset,
             memory_rope_gap=self.memory_rope_gap,
             decode_memory=self.decode_memory,
         )
         return ShotOutput(frames, shot.fps, self.metadata(shot, conditioning, seed, memory_frames=len(memory), **facts))
+
+
+class MemoryLatentEncoder:
+    """A memory keyframe's VAE latent for the store's token cache: one normalized latent frame per
+    keyframe at the shot's size. The spec names the VAE (model id) and the size, so another model
+    or resolution never reads these latents."""
+
+    def __init__(self, pipeline: Any, height: int, width: int, model_id: str):
+        self.pipeline, self.height, self.width = pipeline, int(height), int(width)
+        self.spec = f"wan-vae:{model_id}:{self.height}x{self.width}:argmax-normalized"
+
+    def encode(self, images: list[Any]) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            latents = self.pipeline.encode_memory(images, self.height, self.width)  # (1, C, M, h, w)
+        return latents[0].permute(1, 0, 2, 3).unsqueeze(2).float().cpu().numpy()  # (M, C, 1, h, w)

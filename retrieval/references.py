@@ -3,6 +3,7 @@ to the prompt, and MMR diversity; then the images of the chosen references only 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,41 @@ if TYPE_CHECKING:
     from .query import ShotQuery
 
 
+class ReferenceCache:
+    """Registered references (images included) of recently chosen entities, so that a story loop
+    does not re-read them every shot. An entry is valid while its entity is unchanged: the library
+    bumps an entity's ``updated`` whenever its registered references change, in this process or
+    another (the retriever's entity snapshot follows the entities table's version)."""
+
+    def __init__(self, library: Library, size: int = 256):
+        self.library = library
+        self.size = size
+        self._entries: OrderedDict[str, tuple[object, list[Reference]]] = OrderedDict()
+
+    def registered(self, entities: Sequence[Entity]) -> dict[str, list[Reference]]:
+        out: dict[str, list[Reference]] = {}
+        missing = []
+        for entity in entities:
+            entry = self._entries.get(entity.id)
+            if entry is not None and entry[0] == entity.updated:
+                self._entries.move_to_end(entity.id)
+                out[entity.id] = entry[1]
+            else:
+                missing.append(entity)
+        if missing:
+            read = _by_entity(
+                self.library.references(
+                    entity_ids=[e.id for e in missing], source="registered", with_images=True, with_vectors=True
+                )
+            )
+            for entity in missing:
+                out[entity.id] = read.get(entity.id, [])
+                self._entries[entity.id] = (entity.updated, out[entity.id])
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return out
+
+
 def choose_references(
     library: Library,
     entities: Sequence[Entity],
@@ -26,16 +62,21 @@ def choose_references(
     *,
     prompt_vector: np.ndarray | None = None,
     dense_column: str | None = None,
+    cache: ReferenceCache | None = None,
+    keyframes: Sequence[Reference] | None = None,
 ) -> dict[str, list[Reference]]:
     """``query.references_per_entity`` references per entity id, images included. ``dense_column``
     (the text embedder's) ranks references by cosine to ``prompt_vector`` and spreads them by MMR;
-    without it the library's first vector column spreads them."""
+    without it the library's first vector column spreads them.
+
+    Harvested keyframes are offered to queries of their own story only (another story's frames,
+    or an animatic's placeholders, are no blueprint), and never from this shot or later ones.
+    ``keyframes``: the story's keyframes when the caller holds them (a story session does), so the
+    store is not read for them every shot."""
     n = query.references_per_entity
     if not entities or n <= 0:
         return {}
-    by_entity: dict[str, list[Reference]] = {}
-    for ref in library.references(entity_ids=[e.id for e in entities], with_vectors=True):
-        by_entity.setdefault(ref.entity_id, []).append(ref)
+    by_entity = _candidates(library, entities, query, cache, keyframes)
     vector_cols = list(library.store.vector_columns())
     mmr_col = dense_column or (vector_cols[0] if vector_cols else None)
     sources = [s for s in query.sources if s in SOURCES]
@@ -58,6 +99,35 @@ def choose_references(
     return _with_images(library, chosen)
 
 
+def _candidates(
+    library: Library,
+    entities: Sequence[Entity],
+    query: ShotQuery,
+    cache: ReferenceCache | None,
+    keyframes: Sequence[Reference] | None,
+) -> dict[str, list[Reference]]:
+    ids = [e.id for e in entities]
+    if cache is not None:
+        out = {eid: list(refs) for eid, refs in cache.registered(entities).items()}
+    else:
+        out = _by_entity(library.references(entity_ids=ids, source="registered", with_vectors=True))
+    if "harvested" in query.sources and query.story_id is not None:
+        if keyframes is None:
+            keyframes = library.references(entity_ids=ids, source="harvested", story=query.story_id, with_vectors=True)
+        wanted = set(ids)
+        for ref in keyframes:
+            if ref.entity_id in wanted and ref.story == query.story_id:
+                out.setdefault(ref.entity_id, []).append(ref)
+    return out
+
+
+def _by_entity(refs: Sequence[Reference]) -> dict[str, list[Reference]]:
+    out: dict[str, list[Reference]] = {}
+    for ref in refs:
+        out.setdefault(ref.entity_id, []).append(ref)
+    return out
+
+
 def _relevance(
     ref: Reference,
     sources: list[str],
@@ -75,11 +145,14 @@ def _relevance(
 
 
 def _with_images(library: Library, chosen: dict[str, list[Reference]]) -> dict[str, list[Reference]]:
-    ids = [r.id for refs in chosen.values() for r in refs]
+    ids = [r.id for refs in chosen.values() for r in refs if r.image is None]  # cached ones have theirs
     if not ids:
         return chosen
     images = library.images(ids)
-    return {eid: [r.model_copy(update={"image": images.get(r.id)}) for r in refs] for eid, refs in chosen.items()}
+    return {
+        eid: [r if r.image is not None else r.model_copy(update={"image": images.get(r.id)}) for r in refs]
+        for eid, refs in chosen.items()
+    }
 
 
 def from_the_future(ref: Reference, query: ShotQuery) -> bool:

@@ -24,7 +24,7 @@ from .catalog import EntityCatalog, allowed_ids
 from .context import StoryContext
 from .fusion import DEFAULT_BUDGETS, DEFAULT_MIN_SCORE, WEIGHTS, Evidence, apply_budgets, fuse, rank
 from .query import Hit, RetrievalResult, ShotQuery
-from .references import choose_references
+from .references import ReferenceCache, choose_references
 from .signals import (
     Bm25,
     ClipDense,
@@ -117,6 +117,7 @@ class Retriever:
         self.signals: list[Signal] = list(signals)
         self.readers: list[Reader] = list(default_readers() if readers is None else readers) if reading else []
         self._catalog = EntityCatalog(library)
+        self._reference_cache = ReferenceCache(library)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -144,7 +145,16 @@ class Retriever:
         return self.dense.search(vector, k=k, kind=kind) if self.dense is not None else []
 
     # --- the main entry -----------------------------------------------------------------------
-    def retrieve(self, query: ShotQuery, context: StoryContext | None = None) -> RetrievalResult:
+    def retrieve(
+        self,
+        query: ShotQuery,
+        context: StoryContext | None = None,
+        *,
+        keyframes: Sequence[Reference] | None = None,
+    ) -> RetrievalResult:
+        """The entities a shot needs, with reasons, and the references to condition on.
+        ``keyframes``: the story's harvested keyframes when the caller holds them (a story session
+        does), so they are not read from the store for every shot."""
         _check_query(query)
         snapshot = self._catalog.get()
         allowed, notes = allowed_ids(query, snapshot.by_id)
@@ -162,7 +172,7 @@ class Retriever:
         terms = self._terms(given)
         evidence = fuse(terms)
         chosen = self._within_budgets(evidence, terms, given)
-        refs = self._references(chosen, given)
+        refs = self._references(chosen, given, keyframes)
         hits = [_hit(snapshot.by_id[eid], s, evidence[eid], refs.get(eid, ())) for eid, _, s in chosen]
         return RetrievalResult(query=query, hits=tuple(hits), notes=tuple(notes))
 
@@ -185,7 +195,9 @@ class Retriever:
         given.notes.extend(_damped_notes(evidence, by_id, self.weights, self.min_score, kept))
         return chosen
 
-    def _references(self, chosen: Chosen, given: SignalInput) -> dict[str, list[Reference]]:
+    def _references(
+        self, chosen: Chosen, given: SignalInput, keyframes: Sequence[Reference] | None
+    ) -> dict[str, list[Reference]]:
         if not chosen or given.query.references_per_entity <= 0:
             return {}
         entities = [given.entities[eid] for eid, _, _ in chosen]
@@ -195,6 +207,8 @@ class Retriever:
             given.query,
             prompt_vector=given.prompt_vector,
             dense_column=self.dense_column,
+            cache=self._reference_cache,
+            keyframes=keyframes,
         )
 
 

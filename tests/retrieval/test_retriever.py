@@ -98,13 +98,23 @@ def test_references_era_source_and_diversity(library):
     library.add_images("Aria", [image(41), image(42)], era="armored")
     library.add_images("Aria", [image(43)], era="armored", source="harvested", story="s", shot=0)
     r = Retriever(library)
-    hit = r.retrieve(ShotQuery("Aria", era="armored", references_per_entity=3)).hits[0]
+    # the keyframe is offered to later shots of its own story (issue 20: never to story-less queries)
+    in_story = dict(story_id="s", shot_index=1)
+    hit = r.retrieve(ShotQuery("Aria", era="armored", references_per_entity=3, **in_story)).hits[0]
     assert [x.era for x in hit.references[:2]] == ["armored", "armored"]
     assert [x.source for x in hit.references] == ["registered", "registered", "harvested"]
+    assert [
+        x.source for x in r.retrieve(ShotQuery("Aria", era="armored", references_per_entity=3)).hits[0].references
+    ] == [
+        "registered",
+        "registered",
+    ]
+    other = ShotQuery("Aria", era="armored", references_per_entity=3, story_id="t", shot_index=5)
+    assert {x.source for x in r.retrieve(other).hits[0].references} == {"registered"}
     young = r.retrieve(ShotQuery("Aria", eras=(("Aria", "young"),), references_per_entity=1)).hits[0]
     assert [x.era for x in young.references] == ["young"]
     harvested_first = r.retrieve(
-        ShotQuery("Aria", era="armored", sources=("harvested",), references_per_entity=2)
+        ShotQuery("Aria", era="armored", sources=("harvested",), references_per_entity=2, **in_story)
     ).hits[0]
     assert [x.source for x in harvested_first.references] == ["harvested"]
 
