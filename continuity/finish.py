@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -33,7 +33,7 @@ def finish_story(run: StoryRun, library: Library, *, fps: int, generator: str) -
     _sign_story(run, generator)
     appearances, entities = _appearances(run, library)
     report = _metrics(run.shots, library, appearances, entities)
-    run.metrics = report.to_json()
+    run.metrics = {**report.to_json(), "guard": guard_figures(run.shots)}
     (run.out_dir / "metrics.json").write_text(json.dumps(run.metrics, indent=2))
     run.report = _report(run, library, appearances, report, generator)
 
@@ -46,6 +46,18 @@ def _sign_story(run: StoryRun, generator: str) -> None:
     assert run.video is not None
     shots = [(s.video, read_provenance(s.provenance)) for s in run.shots]
     Publisher.from_env(run.out_dir).sign_story(run.video, run.story.id, generator, shots)
+
+
+def guard_figures(shots: Sequence[ShotRun]) -> dict[str, Any]:
+    """Attempts per shot and the share of made shots that passed the continuity guard."""
+    made = [s for s in shots if not s.skipped]
+    checked = [s for s in made if s.verdict is not None]
+    return {
+        "shots_made": len(made),
+        "attempts_per_shot": round(sum(s.attempts for s in made) / len(made), 3) if made else None,
+        "pass_rate": round(sum(1 for s in checked if s.verdict.passed) / len(checked), 4) if checked else None,
+        "failed_shots": [s.index for s in checked if not s.verdict.passed],
+    }
 
 
 def keep_finished(run: StoryRun) -> bool:

@@ -54,6 +54,8 @@ class ShotReport:
     seed: int | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
     notes: Sequence[str] = ()
+    guard: Mapping[str, Any] | None = None  # the continuity guard's verdict on the kept attempt
+    attempts: Sequence[Mapping[str, Any]] = ()
 
     @classmethod
     def from_manifest(
@@ -83,6 +85,8 @@ class ShotReport:
             seed=manifest.seed,
             timings=dict(manifest.timings),
             notes=list(manifest.notes),
+            guard=getattr(manifest, "guard", None),
+            attempts=list(getattr(manifest, "attempts", None) or []),
         )
 
 
@@ -172,6 +176,7 @@ figure img{width:100%;border-radius:6px;display:block}
 figcaption{font-size:12px;color:#6e6e73}
 .tag{display:inline-block;background:#e8f0fe;color:#1a4fb4;border-radius:4px;padding:0 6px;margin-right:4px;font-size:12px}
 .cut{background:#fde8e8;color:#a01d1d}
+.bad{color:#a01d1d;font-weight:600}
 video{width:100%;border-radius:6px;background:#000}
 .muted{color:#6e6e73}
 """
@@ -272,10 +277,37 @@ def _shot_section(shot: ShotReport, out_dir: Path, assets: _Assets) -> str:
         f"<span class='muted'>{_e(where)}</span> {cut}</h2><div class='shot'><div>{video}"
         f"<h3>Prompt</h3><div class='prompt'>{_e(shot.prompt)}</div>{enriched}"
         f"<p class='muted'>{' · '.join(facts)}</p>{notes}</div><div>"
-        f"<h3>Retrieved blueprints</h3>{_blueprints(shot.blueprints)}"
+        f"<h3>Retrieved blueprints</h3>{_blueprints(shot.blueprints)}{_guard(shot)}"
         f"<h3>Memory keyframes used</h3>{_figures(shot.memory, prefix + '_mem', assets)}"
         f"<h3>Keyframes extracted</h3>{_figures(shot.keyframes, prefix + '_kf', assets)}"
         f"</div></div></section>"
+    )
+
+
+def _guard_row(check: Mapping[str, Any]) -> str:
+    score = check.get("score")
+    shown = "" if score is None else f"{score:.3f}"
+    failed = check.get("outcome") not in ("pass", "unchecked")
+    return (
+        f"<tr><td>{_e(check.get('name'))}</td><td>{_e(check.get('method'))}</td><td>{shown}</td>"
+        f"<td>{_e(check.get('threshold'))}</td><td class='{'bad' if failed else ''}'>{_e(check.get('outcome'))}</td></tr>"
+    )
+
+
+def _guard(shot: ShotReport) -> str:
+    """The continuity guard's scores per entity, which entity failed, and every attempt."""
+    if not shot.guard:
+        return ""
+    verdict = "passed" if shot.guard.get("passed") else "FAILED: its keyframes were kept out of memory"
+    rows = "".join(_guard_row(c) for c in shot.guard.get("checks", []))
+    tries = "; ".join(
+        f"attempt {a.get('attempt')}: seed {a.get('seed')}, "
+        f"{'passed' if (a.get('verdict') or {}).get('passed') else 'failed'}"
+        for a in shot.attempts
+    )
+    return (
+        f"<h3>Continuity guard</h3><p>{_e(verdict)}</p><table><tr><th>entity</th><th>check</th><th>score</th>"
+        f"<th>threshold</th><th>outcome</th></tr>{rows}</table><p class='muted'>{_e(tries)}</p>"
     )
 
 

@@ -32,6 +32,7 @@ from retrieval.memory import MemoryFrame, group_frames, select_memory
 from retrieval.query import Hit, RetrievalResult, ShotQuery
 
 from .consent import ConsentOverride, check_rights
+from .guard import GuardVerdict
 from .keyframes import KeyframeBank, KeyframeWriter
 from .story import Shot, shot_input_hash
 
@@ -346,7 +347,7 @@ class StorySession:
         model_id: str | None = None,
         timings: dict[str, float] | None = None,
         seed: int | None = None,
-        verdict: Any = None,
+        verdict: GuardVerdict | None = None,
         attempts: list[dict[str, Any]] | None = None,
     ) -> CommittedShot:
         """Store a rendered shot: frames (T x H x W x 3 uint8) or an MP4 file. Writes the MP4 and
@@ -374,11 +375,7 @@ class StorySession:
             )
             stages["watermark"] = time.perf_counter() - t
             write_mp4(video, video_frames, fps)  # atomic: a temp file renamed into place
-        keyframes = (
-            self.writer.write_back(self.story_id, plan.index, video_frames, plan.result)
-            if self.config.write_back
-            else []
-        )
+        keyframes = self._remember(plan, video_frames, verdict)
         manifest = self._manifest(
             plan, keyframes, video, model_id, stages, watermark=mark, seed=seed, verdict=verdict, attempts=attempts
         )
@@ -403,6 +400,15 @@ class StorySession:
         record = self._record(plan, video, manifest.model_dump_json(indent=2))
         self.advance(plan)
         return CommittedShot(plan.index, plan.input_hash, keyframes, record, video, provenance)
+
+    def _remember(self, plan: ShotPlan, frames: np.ndarray, verdict: GuardVerdict | None) -> list[Reference]:
+        """Write the shot's keyframes back as memory, unless the continuity guard failed it (its
+        frames would teach later shots the drift) or write-back is off; entities the guard
+        rejected get none either way."""
+        if not self.config.write_back or (verdict is not None and not verdict.passed):
+            return []
+        rejected = frozenset(verdict.rejected_ids) if verdict is not None else frozenset()
+        return self.writer.write_back(self.story_id, plan.index, frames, plan.result, exclude=rejected)
 
     def paths(self, index: int) -> tuple[Path, Path]:
         """Where a shot's MP4 and provenance go in ``out_dir``."""

@@ -111,3 +111,82 @@ def test_bad_config_and_frames_are_one_line_errors(cast):
         GuardConfig(max_attempts=0)
     with pytest.raises(InvalidInputError, match="frames must be T x H x W x 3"):
         verdict(cast, "Eileen", np.zeros((8, 8, 3), np.uint8))
+
+
+class FacePainter:
+    """A generator double: paints each shot's characters onto the harbor; ``wrong`` decides, per
+    attempt number, whether the first character gets another person's face."""
+
+    model_id = "face-painter"
+
+    def __init__(self, people, wrong):
+        self.people, self.wrong, self.calls = people, wrong, 0
+
+    def prepare(self, shot, result):
+        from generators import Conditioning
+
+        return Conditioning("painter", shot.prompt, options={"names": [h.entity.name for h in result.hits]})
+
+    def generate(self, shot, conditioning, seed=None):
+        from generators import ShotOutput
+
+        self.calls += 1
+        names = [n for n in conditioning.options["names"] if n in self.people]
+        if self.wrong(self.calls) and names:
+            names[0] = next(p for p in self.people if p not in names)
+        return ShotOutput(shot_frames(*(ImageOps.mirror(self.people[n]) for n in names)), shot.fps)
+
+
+def shot_frames(*faces):
+    return shot(*faces)
+
+
+def run(cast, people, tmp_path, wrong, guard, prompts=("Eileen walks along the Harbor.",), **config):
+    from continuity.runner import RunConfig, StoryRunner
+    from continuity.story import parse_story
+
+    story = {
+        "id": f"guard-{guard}",
+        "scenes": [
+            {"index": 1, "shots": [{"index": i + 1, "prompt": p, "duration": 0.5} for i, p in enumerate(prompts)]}
+        ],
+    }
+    painter = FacePainter(people, wrong)
+    cfg = RunConfig(width=400, height=240, fps=2, guard=guard, **config)
+    return StoryRunner(cast, tmp_path / guard, cfg, generator=painter).run(parse_story(story)), painter
+
+
+def test_a_wrong_first_attempt_is_retried_and_the_second_kept(cast, people, tmp_path):
+    from continuity.provenance import read_provenance
+
+    result, painter = run(cast, people, tmp_path, wrong=lambda n: n == 1, guard="retry")
+    (made,) = result.shots
+    assert painter.calls == 2 and made.attempts == 2 and made.verdict.passed
+    manifest = read_provenance(made.provenance)
+    assert [a["verdict"]["passed"] for a in manifest.attempts] == [False, True]
+    assert manifest.seed == manifest.attempts[1]["seed"] != manifest.attempts[0]["seed"]
+    assert manifest.guard["passed"] is True
+    html = (tmp_path / "retry" / "report.html").read_text()
+    assert "Continuity guard" in html and "attempt 1" in html and "attempt 2" in html
+    assert result.metrics["guard"]["attempts_per_shot"] == 2.0
+
+
+def test_never_right_fails_under_strict_and_is_recorded_under_warn(cast, people, tmp_path):
+    from continuity.guard import GuardError
+
+    with pytest.raises(GuardError, match=r"shot 0 failed the continuity guard after 3 attempt\(s\): Eileen"):
+        run(cast, people, tmp_path, wrong=lambda n: True, guard="strict")
+    assert cast.shots.hashes("guard-strict") == {}  # nothing committed: the run can resume
+    warned, painter = run(cast, people, tmp_path, wrong=lambda n: True, guard="warn")
+    (made,) = warned.shots
+    assert painter.calls == 1 and not made.verdict.passed
+    assert made.keyframes == [] and cast.keyframes("guard-warn") == []  # drift kept out of memory
+    assert warned.metrics["guard"]["failed_shots"] == [0]
+
+
+def test_rejected_keyframes_never_reach_memory(cast, people, tmp_path):
+    prompts = ("Eileen walks along the Harbor.", "Eileen walks along the Harbor again.")
+    result, _ = run(cast, people, tmp_path, wrong=lambda n: n <= 3, guard="retry", prompts=prompts)
+    first, second = result.shots
+    assert not first.verdict.passed and first.keyframes == []
+    assert second.verdict.passed and second.memory == []  # nothing of the failed shot is remembered
