@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from . import embed, query, serve, store, story
+from . import embed, generators, images, keys, provenance, query, serve, store, story, verify
 
 app = typer.Typer(
     name="continuity",
@@ -31,18 +31,24 @@ COMMANDS = {
     "export": store.export_library,
     "import": store.import_library,
     "import-folder": store.import_folder,
+    "export-images": images.export_images,
     "libraries": store.libraries,
     "embedders": embed.embedders,
     "configure": embed.configure,
     "reindex": embed.reindex,
     "query": query.query,
+    "generators": generators.generators,
     "demo": story.demo,
     "serve": serve.serve,
+    "verify": verify.verify,
+    "audit": provenance.audit,
 }
 
 for _name, _command in COMMANDS.items():
     app.command(_name)(_command)
 app.add_typer(story.story_app, name="story")
+app.add_typer(keys.keys_app, name="keys")
+app.add_typer(provenance.consent_app, name="consent")
 
 
 def main() -> None:

@@ -67,6 +67,9 @@ def query(
     references: int = typer.Option(2, "--references", help="References per entity."),
     era: str | None = typer.Option(None, "--era", help="Version label of the references to prefer."),
     image: Path | None = typer.Option(None, "--image", help="Also search by this image."),
+    save: Path | None = typer.Option(
+        None, "--save", help="Write the retrieved references and face crops into this folder, with manifest.json."
+    ),
     library: str = LibraryOption,
     db: str | None = DbOption,
     as_json: bool = JsonOption,
@@ -100,6 +103,10 @@ def query(
     elif prompt:
         result = retriever.retrieve(ShotQuery(prompt=prompt, k=k, references_per_entity=references, era=era))
     matches = _image_matches(lib, image, k) if image is not None else None
+    if save is not None and result is not None:
+        from .images import save_hits
+
+        save_hits(lib, result.hits, save)
     if as_json:
         data: dict[str, Any] = result.to_json() if result is not None else {}
         if matches is not None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from memstore.validation import MAX_DESCRIPTION_LENGTH
+
 from .common import (
     DbOption,
     JsonOption,
@@ -125,6 +127,9 @@ def list_entities(
 @handle_errors
 def show(
     name: str = typer.Argument(...),
+    save: Path | None = typer.Option(
+        None, "--save", help="Write its references and face crops into this folder, with manifest.json."
+    ),
     library: str = LibraryOption,
     db: str | None = DbOption,
     as_json: bool = JsonOption,
@@ -133,6 +138,10 @@ def show(
     lib = open_library(db, library)
     entity = lib.get(name)
     refs = lib.references(entity)
+    if save is not None:
+        from .images import write_references
+
+        write_references(lib, [(entity, refs)], save, faces=True)
     if as_json:
         print_json(entity.to_json(references=refs))
         return
@@ -188,13 +197,14 @@ def remove(
 def export_library(
     library: str = typer.Argument(..., help="Library to export."),
     out: Path = typer.Argument(..., help="Archive file to write."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT even if it is not a continuity archive."),
     db: str | None = DbOption,
 ) -> None:
-    """Export one library to a single archive file."""
+    """Export one library to a single archive file (an earlier archive at OUT is replaced)."""
     lib = open_library(db, library)
     if lib.count()["entities"] == 0:
         fail(f"library {library!r} has no entities; nothing to export (see: continuity list --library {library})")
-    counts = lib.export(out)
+    counts = lib.export(out, force=force)
     console.print(
         f"exported {counts['entities']} entities, {counts['references']} references, {counts['tokens']} tokens to {out}"
     )
@@ -213,6 +223,11 @@ def import_library(
     console.print(
         f"imported {result['entities']} entities, {result['references']} references into library {result['library']!r}"
     )
+    if result.get("dropped_columns"):
+        console.print(
+            f"dropped columns {', '.join(result['dropped_columns'])}: no configured embedder of the library writes"
+            " them (configure one and run continuity reindex to fill it)"
+        )
 
 
 def _folder_plan(folder: Path) -> list[tuple[str, list[str], str]]:
@@ -225,9 +240,22 @@ def _folder_plan(folder: Path) -> list[tuple[str, list[str], str]]:
     plan = []
     for sub in subdirs:
         images = sorted(str(p) for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        about = sub / "description.txt"
-        plan.append((sub.name, images, about.read_text().strip() if about.exists() else ""))
+        plan.append((sub.name, images, _description(sub / "description.txt")))
     return plan
+
+
+def _description(about: Path) -> str:
+    """An entity folder's description.txt as text ('' when there is none)."""
+    if not about.exists():
+        return ""
+    if not about.is_file():
+        fail(f"{about} is not a file; make description.txt a UTF-8 text file or remove it")
+    if about.stat().st_size > 4 * MAX_DESCRIPTION_LENGTH:  # the most UTF-8 bytes the limit allows
+        fail(f"{about} is larger than a description may be ({MAX_DESCRIPTION_LENGTH} characters); shorten it")
+    try:
+        return about.read_bytes().decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        fail(f"{about} is not UTF-8 text (byte {exc.start}); save it as UTF-8")
 
 
 @handle_errors
