@@ -15,12 +15,12 @@ from memstore.errors import InvalidInputError
 from memstore.keys import KeyRing
 from memstore.store import Store
 
-from . import docs
 from .auth import Authenticator, AuthMiddleware, declare_bearer
 from .browser import BrowserGuardMiddleware
+from .docs import router as docs_router
 from .errors import ErrorHandlers, error_body
 from .limits import BODY_READ_TIMEOUT_S, MAX_UPLOAD_BYTES, BodyLimit, BodyLimitMiddleware
-from .routers import archive, entities, query, references, store, stories, verify
+from .routers import archive, entities, query, references, search, store, stories, verify
 from .state import AppState
 from .stories import StoryConflictError
 
@@ -87,9 +87,9 @@ def create_app(
     app.add_middleware(BrowserGuardMiddleware, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
 
     app.include_router(store.public_router)
-    app.include_router(docs.router)
-    routers = (store.router, entities.router, references.router, query.router, archive.router, stories.router)
-    for router in (*routers, verify.router):
+    app.include_router(docs_router)
+    routers = (store.router, entities.router, references.router, query.router, search.router, archive.router)
+    for router in (*routers, stories.router, verify.router):
         app.include_router(router, dependencies=secured)
     return app
 

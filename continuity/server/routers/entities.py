@@ -1,12 +1,16 @@
-"""Entities of a library: list, register with images, read, add images, remove."""
+"""Entities of a library: list, register with images, read, update, add images, remove."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
 
 from memstore.errors import InvalidInputError
+from memstore.library import Library
+from memstore.schema import Entity
 from memstore.validation import clean_name
 
 from ..limits import load_uploads
@@ -34,6 +38,53 @@ def parse_consent(value: str | None) -> bool | None:
     if text in ("no", "false", "0"):
         return False
     raise InvalidInputError(f"consent must be 'yes' or 'no', got {value!r}")
+
+
+MAX_PATCH_LIST = 256
+
+
+class RightsPatch(BaseModel):
+    """The rights fields to change; a field left out keeps its value, ``null`` clears it."""
+
+    model_config = ConfigDict(extra="forbid")
+    owner: str | None = None
+    license: str | None = None
+    consent: bool | None = None
+    expires: datetime | None = None
+
+
+class EntityPatch(BaseModel):
+    """The fields of an entity to change; those left out keep their values."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str | None = None
+    aliases: list[str] | None = Field(None, max_length=MAX_PATCH_LIST)
+    tags: list[str] | None = Field(None, max_length=MAX_PATCH_LIST)
+    rights: RightsPatch | None = None
+    consent: bool | None = Field(None, description="Shortcut for rights.consent.")
+
+    def changes(self, current: Entity) -> dict[str, Any]:
+        """The keyword arguments of ``Library.update``: given fields, rights merged into the current ones."""
+        fields: dict[str, Any] = {
+            name: getattr(self, name) for name in ("description", "aliases", "tags") if getattr(self, name) is not None
+        }
+        rights = self.rights.model_dump(exclude_unset=True) if self.rights is not None else {}
+        if self.consent is not None:
+            if "consent" in rights and rights["consent"] != self.consent:
+                raise InvalidInputError("consent and rights.consent disagree; send one of them")
+            rights["consent"] = self.consent
+        if rights:
+            fields["rights"] = {**current.rights.model_dump(), **rights}
+        if not fields:
+            raise InvalidInputError("nothing to update; send description, aliases, tags, rights or consent")
+        return fields
+
+
+def update_entity(library: Library, name: str, patch: EntityPatch) -> Entity:
+    # under the write lock: the rights are merged with what is stored at this moment
+    with library.store.write_lock():
+        current = library.get(name)
+        return library.update(current, **patch.changes(current))
 
 
 @router.get("/libraries/{lib:path}/entities")
@@ -73,6 +124,14 @@ def add_images(
 @router.get("/libraries/{lib:path}/entities/{name:path}")
 def get_entity(library: LibraryDep, name: EntityNameDep) -> dict[str, Any]:
     entity = library.get(name)
+    return entity_json(entity, library.references(entity, with_vectors=True))
+
+
+@router.patch("/libraries/{lib:path}/entities/{name:path}")
+def patch_entity(library: LibraryDep, name: EntityNameDep, body: EntityPatch) -> dict[str, Any]:
+    """Change an entity's description, aliases, tags, rights or consent (all or nothing; the name
+    and kind do not change here)."""
+    entity = update_entity(library, name, body)
     return entity_json(entity, library.references(entity, with_vectors=True))
 
 
