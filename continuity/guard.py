@@ -3,8 +3,8 @@
 Each character is checked by face identity against its registered references (the best match
 among the faces found, each face used for one character only); a character without a face
 reference (an animal, a robot, a costume) and every location and prop by image similarity to its
-references (characters and props only with a semantic image embedder such as CLIP: a colour
-histogram can tell a harbor from a forest, not one robot from another). The number of faces on
+references, with a semantic image embedder such as CLIP only: a colour histogram cannot judge a
+shot (continuity.thresholds has the numbers), so without one those entities are "unchecked". The number of faces on
 screen is compared with the number of characters asked for (OCCM, as ViStoryBench defines it).
 The story loop acts on the verdict (:mod:`continuity.attempts`, :mod:`continuity.runner`):
 retry with another seed and a stronger conditioning scale, keep the best attempt, and never let a
@@ -216,7 +216,7 @@ class ContinuityGuard:
         entity = hit.entity
         refs = self._vectors(entity, "image")
         semantic = self.image is not None and self.image.type_name in SEMANTIC_IMAGE_EMBEDDERS
-        if frames is None or not refs or (entity.kind != "location" and not semantic):
+        if frames is None or not refs or not semantic:
             return EntityCheck(entity.id, entity.name, entity.kind, "none", None, None, "unchecked")
         threshold = self._threshold(entity, "image")
         score = float(max(np.nanmax(frames @ r) for r in refs))

@@ -27,6 +27,7 @@ from memstore.errors import InvalidInputError
 from memstore.library import Keyframe as LibraryKeyframe
 from memstore.library import Library
 from memstore.schema import Entity, Reference
+from memstore.validation import Source
 from retrieval.query import RetrievalResult
 
 #: frames (H x W x 3 uint8) -> (N, d) float32 rows, L2-normalised
@@ -388,6 +389,7 @@ class KeyframeWriter:
         result: RetrievalResult,
         *,
         exclude: frozenset[str] = frozenset(),
+        source: Source = "harvested",
     ) -> list[Reference]:
         """Store the shot's new keyframes for the entities they show, in one append; ``exclude``:
         entity ids the continuity guard rejected in this shot (their keyframes would teach drift)."""
@@ -409,10 +411,10 @@ class KeyframeWriter:
                 if face is not None:
                     faces[entity.id] = face
             chosen.append(LibraryKeyframe(kf.image, kf.frame_index, shown, faces))
-        written = self.library.add_keyframes(story_id, index, chosen)
+        written = self.library.add_keyframes(story_id, index, chosen, source=source)
         for ref in written:  # the duplicate check of later shots reads this vector from the bank
             ref.vectors.setdefault(key, np.asarray(next(k.vector for k in keyframes if k.frame_index == ref.frame)))
-        if self.bank is not None:
+        if self.bank is not None and source == "harvested":  # rejected frames are never memory
             self.bank.add(written)
         return written
 

@@ -402,11 +402,14 @@ class StorySession:
         return CommittedShot(plan.index, plan.input_hash, keyframes, record, video, provenance)
 
     def _remember(self, plan: ShotPlan, frames: np.ndarray, verdict: GuardVerdict | None) -> list[Reference]:
-        """Write the shot's keyframes back as memory, unless the continuity guard failed it (its
-        frames would teach later shots the drift) or write-back is off; entities the guard
-        rejected get none either way."""
-        if not self.config.write_back or (verdict is not None and not verdict.passed):
+        """Write the shot's keyframes back as memory, unless write-back is off; a shot the
+        continuity guard failed keeps its keyframes as ``rejected`` references (visible in the
+        report and audit, never offered as memory: they would teach later shots the drift), and
+        entities the guard rejected in a passing shot get none."""
+        if not self.config.write_back:
             return []
+        if verdict is not None and not verdict.passed:  # stored to be seen, never remembered
+            return self.writer.write_back(self.story_id, plan.index, frames, plan.result, source="rejected")
         rejected = frozenset(verdict.rejected_ids) if verdict is not None else frozenset()
         return self.writer.write_back(self.story_id, plan.index, frames, plan.result, exclude=rejected)
 

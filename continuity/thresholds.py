@@ -8,7 +8,9 @@ people of insightface's t1.jpg score 0.83-0.91 against the astronaut, and the sa
 cropped or darkened 0.99, so 0.93 separates them. ArcFace same-person cosines usually exceed 0.4
 (insightface model zoo verification); different people stay near 0. The colour histogram is a weak
 judge of place: the harbor drawing with a face pasted on it scores 0.93 against the harbor
-reference, the same face on a forest, a night sky or a photo of coffee 0.24-0.53, hence 0.65.
+reference and the same face on a night sky 0.53, but the forest drawing under two character cards
+(an animatic frame of the right place) only 0.45-0.60, so it cannot tell right from wrong; the
+guard judges images only with a semantic embedder (CLIP), and 0.65 is kept for callers who ask.
 """
 
 from __future__ import annotations

@@ -610,6 +610,8 @@ class Library:
         story: str,
         shot: int,
         keyframes: Sequence[Keyframe],
+        *,
+        source: Source = "harvested",
     ) -> builtins.list[Reference]:
         """Store a shot's keyframes as harvested references of the entities each shows, in ONE
         append: each image is decoded and embedded once whatever the number of entities it shows
@@ -629,7 +631,7 @@ class Library:
             face_reader,
             encoded,
             era="default",
-            source="harvested",
+            source=clean_source(source),
             story=story,
             shot=shot,
             frames=[k.frame for k in keyframes],

@@ -21,7 +21,9 @@ MAX_PROMPT_CHARS = 20_000
 #: the one list of entity kinds (the Literal types the models; the tuple checks input)
 Kind = Literal["character", "location", "prop", "style"]
 KINDS: tuple[str, ...] = get_args(Kind)
-Source = Literal["registered", "harvested"]
+#: registered blueprints, harvested keyframes (a story's memory), and keyframes of shots the continuity
+#: guard rejected: kept to be seen (report, audit), never offered as memory or conditioning
+Source = Literal["registered", "harvested", "rejected"]
 SOURCES: tuple[str, ...] = get_args(Source)
 
 #: the range of every stored time, in UTC: far enough from datetime's year 1..9999 bounds that no
