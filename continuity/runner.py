@@ -61,7 +61,7 @@ class ShotRun:
     seconds: float = 0.0
     attempts: int = 1
     verdict: GuardVerdict | None = None
-    frames: np.ndarray | None = None
+    num_frames: int = 0  # of the shot made (its decoded frames are not kept: a long story would hold them all)
 
 
 @dataclass
@@ -281,7 +281,7 @@ class StoryRunner:
             committed.keyframes,
             committed.provenance,
             seconds=time.perf_counter() - started,
-            frames=None,  # decoded frames of finished shots are not kept: a long story would hold them all
+            num_frames=len(best.frames),
             attempts=len(outcome.attempts),
             verdict=best.verdict,
         )

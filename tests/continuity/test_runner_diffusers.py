@@ -268,7 +268,7 @@ def test_wan_m2v_story_gets_memory_from_earlier_shots(wan_folder, photos, tmp_pa
     run = runner.run(story)
 
     assert type(generator.pipeline).__name__ == "WanMemoryToVideoPipeline"
-    assert [len(s.frames) for s in run.shots] == [5, 5, 5]  # 1.25 s at 4 fps
+    assert [s.num_frames for s in run.shots] == [5, 5, 5]  # 1.25 s at 4 fps
     assert probe(run.video)["frames"] == 15
     first = {k.id for k in run.shots[0].keyframes}
     assert first, "shot 1 must write keyframes back"
