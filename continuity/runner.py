@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from memstore.errors import ContinuityError, ScriptError
 from memstore.library import Library
 from memstore.schema import Entity, Reference, ShotRecord
