@@ -242,7 +242,7 @@ class StoryRunner:
             plan.shot.prompt,
             plan.input_hash,
             video,
-            plan.result,
+            _result_without_images(plan.result),
             _without_images(plan.memory),
             keyframes,
             provenance,
@@ -274,7 +274,7 @@ class StoryRunner:
             plan.shot.prompt,
             plan.input_hash,
             committed.video,
-            plan.result,
+            _result_without_images(plan.result),
             _without_images(plan.memory),
             committed.keyframes,
             committed.provenance,
@@ -292,3 +292,14 @@ def _without_images(memory: list[tuple[MemoryFrame, str]]) -> list[tuple[MemoryF
         (dataclasses.replace(f, references=tuple(r.model_copy(update={"image": None}) for r in f.references)), why)
         for f, why in memory
     ]
+
+
+def _result_without_images(result: RetrievalResult) -> RetrievalResult:
+    """What a shot retrieved, without the image bytes of its keyframe references (registered ones
+    are shared with the retriever's bounded cache): kept per shot for the run's report and metrics."""
+    hits = tuple(
+        dataclasses.replace(h, references=tuple(r.model_copy(update={"image": None}) for r in h.references))
+        for h in result.hits
+    )
+    memory = tuple(r.model_copy(update={"image": None}) for r in result.memory)
+    return dataclasses.replace(result, hits=hits, memory=memory)
