@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +37,11 @@ from .validation import clean_index_factory, clean_library, sql_int_in, sql_str
 T = TypeVar("T")
 FORMAT_VERSION = 1
 DEFAULT_DB = "./continuity-db"
+# Old versions are pruned every VERSION_PRUNE_EVERY commits of a table, keeping the newest
+# VERSIONS_KEPT and any younger than VERSION_GRACE (see Store._prune_versions).
+VERSION_PRUNE_EVERY = 256
+VERSIONS_KEPT = 64
+VERSION_GRACE = timedelta(seconds=30)
 TABLES = ("config", "entities", "references", "tokens")
 # Lance logs a warning for every table it creates; it is noise for a user.
 os.environ.setdefault("LANCE_LOG", "error")
@@ -200,6 +206,7 @@ class Store:
         self._indexes: dict[tuple[str, str], Any] = {}
         self._text_index: Any = None
         self._writes: dict[str, int] = {}
+        self._pruned_at: dict[str, int] = {}
 
     # --- opening ------------------------------------------------------------------------------
     @classmethod
@@ -286,7 +293,6 @@ class Store:
 
     @staticmethod
     def _connect(uri: str) -> Any:
-        from datetime import timedelta
 
         import lancedb
 
@@ -577,23 +583,43 @@ class Store:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def maybe_compact(self, name: str, max_fragments: int = 64) -> bool:
-        """Compact a table once appends have split it into many small fragments.
+        """Compact a table once appends have split it into many small fragments, and prune its
+        old versions once many commits have piled up.
 
-        Every write appends a fragment; scans open each one, so a store written one entity at a
-        time slows down linearly until compacted. Called by writers under the write lock."""
+        Every write appends a fragment and a version. Scans open each fragment, and every commit
+        lists the versions folder, so a store written one shot at a time slows down linearly
+        (measured: an append costs 6 ms at 200 versions, 45 ms at 3,800) until both are trimmed.
+        Called by writers under the write lock."""
         self._writes[name] = self._writes.get(name, 0) + 1
         if self._writes[name] % 16:  # counting fragments costs a manifest read: look now and then
             return False
         table = self.table(name)
         try:
-            fragments = len(table.to_lance().get_fragments())
+            dataset = table.to_lance()
+            fragments = len(dataset.get_fragments())
         except Exception:  # remote tables may not expose fragments; they compact server-side
             return False
-        if fragments <= max_fragments:
-            return False
+        compacted = fragments > max_fragments
+        if compacted:
+            with self.write_lock():
+                self.retry(lambda: table.optimize())
+        self._prune_versions(name, dataset.version)
+        return compacted
+
+    def _prune_versions(self, name: str, version: int) -> None:
+        """Drop versions beyond the newest ``VERSIONS_KEPT`` that are older than ``VERSION_GRACE``:
+        the grace keeps every version a reader may still be scanning (reads re-open the latest
+        version, and no read here lasts that long); this store never checks out old versions."""
+        if version - self._pruned_at.get(name, 0) < VERSION_PRUNE_EVERY:
+            return
         with self.write_lock():
-            self.retry(lambda: table.optimize())
-        return True
+            try:
+                self.table(name).to_lance().cleanup_old_versions(
+                    older_than=VERSION_GRACE, retain_versions=VERSIONS_KEPT, error_if_tagged_old_versions=False
+                )
+            except OSError:  # a prune that fails leaves extra versions, never less data: retry later
+                return
+        self._pruned_at[name] = version
 
     def library(self, name: str = "default") -> Any:
         from .library import Library
