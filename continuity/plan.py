@@ -111,7 +111,9 @@ def plan_story(
     for index, scene, shot in story.iter_shots():
         if stop_after is not None and index >= stop_after:
             break
-        plan = session.plan_shot(shot, index=index, scene_index=scene.index, location=shot.location or scene.location)
+        plan = session.plan_shot(
+            shot, index=index, scene_index=scene.index, location=shot.location or scene.location, check_names=False
+        )
         uses = _refused_uses(plan, config, refused_ids)
         if uses:  # reported as problems, not as overrides the user chose
             blocked = {u.entity_id for u in uses}

@@ -13,7 +13,7 @@ from memstore.errors import ContinuityError
 from memstore.library import Library
 from memstore.validation import name_key
 
-from .story import StoryScript
+from .story import Shot, StoryScript
 from .suggest import did_you_mean
 
 if TYPE_CHECKING:  # planning loads the retriever; the name checks need none of it
@@ -38,6 +38,7 @@ def name_problems(story: StoryScript, library: Library) -> list[str]:
         spelled.append(member.name)
     for index, scene, shot in story.iter_shots():
         uses = [("location", shot.location or scene.location)] + [("cast", n) for n in shot.cast or ()]
+        uses += keyed_names(shot)
         for what, name in uses:
             if name is not None and name_key(name) not in known:
                 problems.append(
@@ -45,6 +46,17 @@ def name_problems(story: StoryScript, library: Library) -> list[str]:
                     f" {library.name!r} nor the script's cast{did_you_mean(name, spelled)}"
                 )
     return problems
+
+
+def keyed_names(shot: Shot) -> list[tuple[str, str]]:
+    """The entity names a shot keys its per-entity settings by (eras, regions, scales)."""
+    eras = shot.era if isinstance(shot.era, dict) else {}
+    scales = shot.options.scales if shot.options else {}
+    return [
+        *(("era for", n) for n in eras),
+        *(("region for", n) for n in shot.regions or {}),
+        *(("scale for", n) for n in scales),
+    ]
 
 
 def cast_image_problems(story: StoryScript, library: Library) -> list[str]:

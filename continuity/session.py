@@ -15,18 +15,19 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from generators import Conditioning, GeneratorAdapter, ShotSpec
-from memstore.errors import InvalidInputError
+from memstore.errors import EntityNotFoundError, InvalidInputError
 from memstore.library import Library
 from memstore.schema import Reference, ShotRecord
-from memstore.validation import clean_text
+from memstore.validation import clean_text, name_key
 from retrieval.context import StoryContext
 from retrieval.memory import MemoryFrame, group_frames, select_memory
 from retrieval.query import Hit, RetrievalResult, ShotQuery
@@ -34,7 +35,9 @@ from retrieval.query import Hit, RetrievalResult, ShotQuery
 from .consent import ConsentOverride, check_rights
 from .guard import GuardVerdict
 from .keyframes import KeyframeBank, KeyframeWriter
-from .story import Shot, shot_input_hash
+from .preflight import keyed_names
+from .story import Shot, ShotOptions, describe_validation, shot_input_hash
+from .suggest import did_you_mean
 
 
 @dataclass
@@ -124,6 +127,7 @@ class StorySession:
         self._writer: KeyframeWriter | None = None
         self._bank: KeyframeBank | None = None
         self._recorded: set[int] = set(library.shots.hashes(self.story_id))  # shots with a record
+        self._known_names: set[str] = set()  # names a shot used that resolved (checked once each)
         self.context = StoryContext()
         self.previous_hash = ""
         self.next_index = 0
@@ -213,22 +217,46 @@ class StorySession:
         duration: float = 2.0,
         scene_index: int = 1,
         first_frame_prompt: str | None = None,
+        negative_prompt: str | None = None,
+        era: str | Mapping[str, str] | None = None,
+        regions: Mapping[str, Sequence[float]] | None = None,
+        frames: int | None = None,
+        options: ShotOptions | Mapping[str, Any] | None = None,
     ) -> ShotPlan:
-        """Plan the next shot of the story from its prompt (and what the script knows of it)."""
-        shot = Shot(
-            index=self.next_index + 1,
-            prompt=prompt,
-            cut=cut,
-            cast=list(cast) if cast is not None else None,
-            location=location,
-            duration=duration,
-            seed=seed,
-            first_frame_prompt=first_frame_prompt,
-        )
+        """Plan the next shot of the story from its prompt (and what the script knows of it).
+
+        The keywords are the story script's shot fields (docs/story-script.md): ``era`` one era for
+        every entity or a map of name -> era, ``regions`` name -> [x0, y0, x1, y1] in 0..1,
+        ``frames`` overrides ``duration`` x fps, ``options`` {steps, guidance, scales}."""
+        fields: dict[str, Any] = {
+            "index": self.next_index + 1,
+            "prompt": prompt,
+            "cut": cut,
+            "cast": list(cast) if cast is not None else None,
+            "location": location,
+            "duration": duration,
+            "seed": seed,
+            "first_frame_prompt": first_frame_prompt,
+            "negative_prompt": negative_prompt,
+            "era": dict(era) if isinstance(era, Mapping) else era,
+            "regions": {k: tuple(v) for k, v in regions.items()} if regions else None,
+            "frames": frames,
+            "options": options,
+        }
+        try:
+            shot = Shot.model_validate(fields)
+        except ValidationError as exc:
+            raise InvalidInputError(f"bad shot: {describe_validation(exc)}") from None
         return self.plan_shot(shot, index=self.next_index, scene_index=scene_index, location=location)
 
-    def plan_shot(self, shot: Shot, *, index: int, scene_index: int, location: str | None) -> ShotPlan:
-        """Retrieve, check rights, choose memory, hash the inputs and prepare the conditioning."""
+    def plan_shot(
+        self, shot: Shot, *, index: int, scene_index: int, location: str | None, check_names: bool = True
+    ) -> ShotPlan:
+        """Retrieve, check rights, choose memory, hash the inputs and prepare the conditioning.
+        ``check_names`` False plans past unknown names (a story's dry run lists them itself)."""
+        if check_names:
+            self._check_names(shot, location)
+        era, eras = shot.eras()
         query = ShotQuery(
             prompt=shot.prompt,
             story_id=self.story_id,
@@ -239,6 +267,8 @@ class StorySession:
             require_consent=self.config.require_consent,
             scene=scene_index,
             first_frame_prompt=shot.first_frame_prompt,
+            era=era,
+            eras=eras,
         )
         result = self.retriever.retrieve(query, self.context, keyframes=self.bank.recent(index))
         overrides = check_rights(
@@ -269,16 +299,35 @@ class StorySession:
             plan.call_arguments = self.adapter.call_arguments(plan.spec, plan.conditioning)
         return plan
 
+    def _check_names(self, shot: Shot, location: str | None) -> None:
+        """A name the shot keys anything by (cast, location, eras, regions, scales) must be an
+        entity: a typo fails here, with a did-you-mean, instead of quietly conditioning nobody."""
+        for what, name in [("location", location), *(("cast", n) for n in shot.cast or ()), *keyed_names(shot)]:
+            if name is None or name_key(name) in self._known_names:
+                continue
+            if self.library.find(name) is None:
+                spelled = [n for e in self.library.list() for n in e.names]
+                raise EntityNotFoundError(
+                    f"{what} {name!r} is not in library {self.library.name!r}{did_you_mean(name, spelled)}"
+                )
+            self._known_names.add(name_key(name))
+
     def _spec(self, shot: Shot, index: int, seed: int) -> ShotSpec:
+        options = shot.options
         return ShotSpec(
             prompt=shot.prompt,
-            num_frames=max(1, int(round(shot.duration * self.config.fps))),
+            negative_prompt=shot.negative_prompt or "",
+            num_frames=shot.frames or max(1, int(round(shot.duration * self.config.fps))),
             width=self.config.width,
             height=self.config.height,
             fps=self.config.fps,
             seed=seed,
             shot_index=index,
             story_id=self.story_id,
+            regions=dict(shot.regions) if shot.regions else None,
+            steps=options.steps if options else None,
+            guidance=options.guidance if options else None,
+            scales=dict(options.scales) if options and options.scales else None,
         )
 
     def _hash_inputs(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from memstore.errors import InvalidNameError, ScriptError
 from memstore.validation import MAX_PROMPT_CHARS, Kind, clean_name
@@ -58,6 +58,26 @@ class CastMember(_Model):
         return [(base / p) for p in self.images]
 
 
+MAX_FRAMES = 2_000
+MAX_STEPS = 500
+
+
+class ShotOptions(_Model):
+    """Per-shot generator settings; each overrides the run's ``--option`` for this shot only."""
+
+    steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)  # denoising steps
+    guidance: float | None = Field(default=None, ge=0, le=50)  # classifier-free guidance scale
+    scales: dict[str, float] = Field(default_factory=dict)  # entity name -> conditioning strength
+
+    @field_validator("scales")
+    @classmethod
+    def _scales_in_range(cls, scales: dict[str, float]) -> dict[str, float]:
+        for name, scale in scales.items():
+            if not 0 <= scale <= 5:
+                raise ValueError(f"scale of {name!r} must be within 0..5, got {scale}")
+        return scales
+
+
 class Shot(_Model):
     index: int = Field(ge=1)
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
@@ -67,6 +87,36 @@ class Shot(_Model):
     duration: float = Field(default=2.0, gt=0, le=600)
     seed: int | None = None
     first_frame_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    # one era ("armored") for every entity of the shot, or a map of entity name -> era
+    era: str | dict[str, str] | None = None
+    # entity name -> where it stands in the frame: [x0, y0, x1, y1], normalized to 0..1
+    regions: dict[str, tuple[float, float, float, float]] | None = None
+    frames: int | None = Field(default=None, ge=1, le=MAX_FRAMES)  # overrides duration x fps
+    options: ShotOptions | None = None
+
+    @field_validator("regions")
+    @classmethod
+    def _boxes_in_frame(
+        cls, regions: dict[str, tuple[float, float, float, float]] | None
+    ) -> dict[str, tuple[float, float, float, float]] | None:
+        for name, (x0, y0, x1, y1) in (regions or {}).items():
+            if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+                raise ValueError(
+                    f"region of {name!r} must be [x0, y0, x1, y1] with 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1"
+                )
+        return regions
+
+    def eras(self) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+        """The era for every entity and the per-entity eras, as the retriever's query takes them."""
+        if isinstance(self.era, dict):
+            return None, tuple(sorted(self.era.items()))
+        return self.era, ()
+
+
+# Fields added after stores already held shot hashes: left out of the hash while unset, so that
+# a run resumed after an upgrade still skips the shots it finished.
+_LATER_FIELDS = ("negative_prompt", "era", "regions", "frames", "options")
 
 
 class Scene(_Model):
@@ -179,7 +229,7 @@ def _error(scene: int | None, shot: int | None, message: str) -> ScriptError:
     return ScriptError(f"{where}: {message}" if where else message)
 
 
-def _describe(err: ValidationError, model: type[BaseModel] | None = None) -> str:
+def describe_validation(err: ValidationError, model: type[BaseModel] | None = None) -> str:
     """One line from pydantic's errors: unknown keys first (a misspelt key also makes its real
     field "missing"; the typo is what the user must fix), each with a did-you-mean; else the first."""
     errors = err.errors()
@@ -224,7 +274,7 @@ def _build_shot(raw: Any, scene_no: int, shot_no: int) -> Shot:
     try:
         return Shot.model_validate(raw)
     except ValidationError as exc:
-        raise _error(scene_no, shot_no, _describe(exc, Shot)) from None
+        raise _error(scene_no, shot_no, describe_validation(exc, Shot)) from None
 
 
 def _unknown_keys(raw: dict[str, Any], known: set[str]) -> str | None:
@@ -268,7 +318,7 @@ def _from_native(data: dict[str, Any], default_id: str) -> StoryScript:
             for a in m.aliases:
                 clean_name(a, "alias")
         except ValidationError as exc:
-            raise ScriptError(f"cast member {i}: {_describe(exc, CastMember)}") from None
+            raise ScriptError(f"cast member {i}: {describe_validation(exc, CastMember)}") from None
         except InvalidNameError as exc:
             raise ScriptError(f"cast member {i}: {exc}") from None
         cast.append(m)
@@ -328,7 +378,7 @@ def _finish(**fields: Any) -> StoryScript:
     try:
         return StoryScript(**fields)
     except ValidationError as exc:
-        raise ScriptError(_describe(exc, StoryScript)) from None
+        raise ScriptError(describe_validation(exc, StoryScript)) from None
 
 
 def _from_st_bench(data: dict[str, Any], default_id: str) -> StoryScript:
@@ -514,19 +564,26 @@ def _from_vistorybench(
 def shot_input_hash(shot: Shot, extra: dict[str, Any] | None = None) -> str:
     """sha256 over a canonical JSON of a shot's inputs plus ``extra`` (generator, model, retrieved
     ids...). A resumable run skips a shot whose stored hash equals this one."""
-    payload = {"shot": shot.model_dump(mode="json"), "extra": extra or {}}
+    fields = shot.model_dump(mode="json")
+    for name in _LATER_FIELDS:
+        if fields.get(name) is None:
+            fields.pop(name, None)
+    payload = {"shot": fields, "extra": extra or {}}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "MAX_FRAMES",
     "MAX_PROMPT_CHARS",
     "MAX_SHOTS",
     "CastMember",
     "Scene",
     "Shot",
+    "ShotOptions",
     "StoryScript",
+    "describe_validation",
     "detect_format",
     "load_story",
     "parse_story",

@@ -81,6 +81,9 @@ def call_pipeline(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Run a diffusers pipeline for ``shot``; returns (uint8 T x H x W x 3 frames, facts for metadata)."""
     width, height = pipeline_size(shot, size_multiple(pipeline))
+    # a shot's own steps and guidance (story script ``options``) win over the adapter's settings
+    num_inference_steps = shot.steps if shot.steps is not None else num_inference_steps
+    guidance_scale = shot.guidance if shot.guidance is not None else guidance_scale
     call: dict[str, Any] = {
         "prompt": prompt,
         "height": height,

@@ -44,8 +44,16 @@ class ShotSpec:
     shot_index: int | None = None
     story_id: str | None = None
     regions: Mapping[str, Box] | None = None
+    # per-shot overrides of the adapter's own settings (None: the adapter's value)
+    steps: int | None = None
+    guidance: float | None = None
+    scales: Mapping[str, float] | None = None  # entity name -> conditioning strength
 
     def __post_init__(self) -> None:
+        if self.steps is not None and self.steps < 1:
+            raise InvalidInputError(f"steps must be >= 1, got {self.steps}")
+        if self.guidance is not None and not 0 <= self.guidance <= 50:
+            raise InvalidInputError(f"guidance must be within 0..50, got {self.guidance}")
         if self.num_frames < 1:
             raise InvalidInputError(f"num_frames must be >= 1, got {self.num_frames}")
         if self.width < 8 or self.height < 8:
@@ -160,13 +168,18 @@ class GeneratorAdapter(abc.ABC):
         """Keyword arguments for a diffusers pipeline call with this conditioning, for a user who
         loaded the pipeline (and its adapters) in their own script: ``pipe(**plan.call_arguments)``.
         Adapters add what their backbone takes (image embeddings, masks, reference or memory frames)."""
-        return {
+        args: dict[str, Any] = {
             "prompt": conditioning.prompt,
             "negative_prompt": conditioning.negative_prompt or None,
             "num_frames": shot.num_frames,
             "width": shot.width,
             "height": shot.height,
         }
+        if shot.steps is not None:
+            args["num_inference_steps"] = shot.steps
+        if shot.guidance is not None:
+            args["guidance_scale"] = shot.guidance
+        return args
 
     def run(self, shot: ShotSpec, result: RetrievalResult, seed: int | None = None) -> ShotOutput:
         return self.generate(shot, self.prepare(shot, result), shot.seed if seed is None else seed)

@@ -292,7 +292,7 @@ class IPAdapterGenerator(GeneratorAdapter):
                 h.entity.id,
                 h.entity.kind,
                 (r.id,),
-                scale=self._scale_for(h),
+                scale=self._scale_for(h, shot),
                 region=box,
                 description=h.entity.description,
             )
@@ -320,11 +320,13 @@ class IPAdapterGenerator(GeneratorAdapter):
             options={"encoder": getattr(self.encoder, "spec", None), "masked": masks is not None},
         )
 
-    def _scale_for(self, hit: Any) -> float:
-        scales = {k.casefold(): float(v) for k, v in self.scales.items()}  # the dict may be replaced later
-        for name in hit.entity.names:
-            if name.casefold() in scales:
-                return scales[name.casefold()]
+    def _scale_for(self, hit: Any, shot: ShotSpec) -> float:
+        """The shot's own scale for this entity, else the adapter's per-entity scale, else its scale."""
+        for table in (shot.scales or {}, self.scales):
+            scales = {k.casefold(): float(v) for k, v in table.items()}  # the dict may be replaced later
+            for name in hit.entity.names:
+                if name.casefold() in scales:
+                    return scales[name.casefold()]
         return self.scale
 
     # --- generate -------------------------------------------------------------------------------

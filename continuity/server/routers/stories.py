@@ -17,6 +17,7 @@ from memstore.library import Library
 from memstore.schema import ShotRecord
 from memstore.validation import MAX_PROMPT_CHARS
 
+from ...story import MAX_FRAMES, ShotOptions
 from ..frames import uploaded_frames
 from ..shapes import add_image_urls, reference_json
 from ..state import AppState, ExistingLibraryDep, StateDep, UploadLimitDep
@@ -52,8 +53,15 @@ class PlanBody(BaseModel):
     duration: float = Field(2.0, gt=0, le=MAX_SHOT_SECONDS)
     scene: int = Field(1, ge=1, lt=2**31)
     first_frame_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    era: str | dict[str, str] | None = Field(None, description="One era for every entity, or entity name -> era.")
+    regions: dict[str, tuple[float, float, float, float]] | None = Field(
+        None, description="Entity name -> [x0, y0, x1, y1] in 0..1: where it stands in the frame."
+    )
+    frames: int | None = Field(None, ge=1, le=MAX_FRAMES, description="Frame count; overrides duration x fps.")
+    options: ShotOptions | None = Field(None, description="Per-shot steps, guidance and entity scales.")
 
-    _text = field_validator("prompt", "cast", "location", "first_frame_prompt")(
+    _text = field_validator("prompt", "cast", "location", "first_frame_prompt", "negative_prompt")(
         classmethod(lambda cls, v: _valid_unicode(v))
     )
 
@@ -128,6 +136,11 @@ def plan_shot(state: StateDep, library: ExistingLibraryDep, story: StoryPath, bo
                 duration=body.duration,
                 scene_index=body.scene,
                 first_frame_prompt=body.first_frame_prompt,
+                negative_prompt=body.negative_prompt,
+                era=body.era,
+                regions=body.regions,
+                frames=body.frames,
+                options=body.options,
             )
         state.stories.keep_plan(plan, library.name, story_id)
     return plan_json(plan, library.name, story_id)
