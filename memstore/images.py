@@ -31,6 +31,7 @@ from .errors import (
     NotAnImageError,
     TruncatedImageError,
 )
+from .validation import View
 
 # Pillow's own bomb guard warns at 89 MP; ours refuses earlier, before decoding, and is settable.
 MAX_PIXELS = int(os.environ.get("CONTINUITY_MAX_PIXELS", 40_000_000))
@@ -77,6 +78,8 @@ class EncodedImage:
     height: int
     sha256: str
     origin: str  # file path or a short description of the in-memory source
+    name: str | None = None  # the file name it came from (a path's last part, an upload's filename)
+    view: View | None = None  # a view label given with it
 
     def to_pil(self) -> Image.Image:
         return decode(self.data)

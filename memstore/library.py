@@ -9,6 +9,7 @@ first and the entity row last, so the entity row is the commit marker.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import numbers
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .embedders import Embedder, get_embedder
+from .embedders import Embedder, Embedding, get_embedder
 from .errors import (
     DuplicateEntityError,
     EntityNotFoundError,
@@ -25,18 +26,20 @@ from .errors import (
     NotFoundError,
     VectorError,
 )
-from .images import EncodedImage, ImageInput, load_images
+from .images import EncodedImage, ImageInput, as_sequence, load_images
 from .schema import REFERENCE_META_COLUMNS, Entity, Reference, Rights, new_id, now, readable_rows
 from .store import Store
 from .validation import (
     Source,
     clean_era,
+    clean_file_name,
     clean_kind,
     clean_library,
     clean_name,
     clean_source,
     clean_tag,
     clean_text,
+    clean_view,
     name_key,
     sql_in,
     sql_int_in,
@@ -88,6 +91,14 @@ def _harvested_for(
     return template.model_copy(
         update={"id": new_id(), "entity_id": entity.id, "kind": entity.kind, "vectors": vectors, "face_box": box}
     )
+
+
+def _embedded_before(known: Mapping[str, Embedding], refs: Sequence[Reference], column: str) -> list[Embedding]:
+    """The given embeddings of these references' images, in their order; one missing is refused."""
+    missing = [r.sha256 for r in refs if r.sha256 not in known]
+    if missing:
+        raise VectorError(f"no {column!r} embedding was given for image {missing[0][:12]}; embed it or give one")
+    return [known[r.sha256] for r in refs]
 
 
 class Library:
@@ -301,6 +312,28 @@ class Library:
         return {"entities": entities, "references": references}
 
     # --- preparing writes (no store change) ---------------------------------------------------
+    @staticmethod
+    def _labelled(
+        encoded: builtins.list[EncodedImage],
+        images: Sequence[ImageInput],
+        names: Sequence[str | None] | None,
+        views: Sequence[str | None] | str | None,
+    ) -> builtins.list[EncodedImage]:
+        """Each image with the file name it came from (``names``, else a path's last part) and its
+        view label (one for all, or one per image)."""
+        count = len(encoded)
+        names = list(names) if names is not None else [None] * count
+        views = [views] * count if views is None or isinstance(views, str) else list(views)
+        if len(names) != count or len(views) != count:
+            raise InvalidInputError(f"got {len(names)} names and {len(views)} views for {count} images; give one each")
+        sources = as_sequence(images)
+        out = []
+        for enc, source, name, view in zip(encoded, sources, names, views, strict=True):
+            if name is None and isinstance(source, (str, os.PathLike)):
+                name = os.fspath(source)
+            out.append(dataclasses.replace(enc, name=clean_file_name(name), view=clean_view(view)))
+        return out
+
     def _encode_all(self, images: Sequence[ImageInput]) -> builtins.list[EncodedImage]:
         # one batch, one pixel budget: decoded one at a time, each header checked against what is left
         return load_images(images)
@@ -345,6 +378,7 @@ class Library:
         frames: Sequence[int | None],
         vectors: Mapping[str, np.ndarray],
         progress: Progress,
+        embeddings: Mapping[str, Mapping[str, Embedding]] | None = None,
     ) -> builtins.list[Reference]:
         if not encoded:
             return []
@@ -363,6 +397,8 @@ class Library:
                 story=story,
                 shot=shot,
                 frame=frames[i],
+                original_name=enc.name,
+                view=enc.view,
             )
             for i, enc in enumerate(encoded)
         ]
@@ -375,9 +411,12 @@ class Library:
                 continue
             if emb.modality == "face" and entity.kind != "character":
                 continue  # faces index characters only
-            if pil_images is None:
-                pil_images = [enc.to_pil() for enc in encoded]
-            results = emb.embed(pil_images, progress=progress)
+            if embeddings and column in embeddings:
+                results = _embedded_before(embeddings[column], refs, column)
+            else:
+                if pil_images is None:
+                    pil_images = [enc.to_pil() for enc in encoded]
+                results = emb.embed(pil_images, progress=progress)
             for ref, res in zip(refs, results, strict=False):
                 if res.vector is not None:
                     vec = np.asarray(res.vector, dtype=np.float32)
@@ -408,8 +447,15 @@ class Library:
         vectors: Mapping[str, Any] | None = None,
         entity_id: str | None = None,
         progress: Progress = None,
+        embeddings: Mapping[str, Mapping[str, Embedding]] | None = None,
+        names: Sequence[str | None] | None = None,
+        views: Sequence[str | None] | str | None = None,
     ) -> PreparedEntity:
-        """Validate, decode and embed an entity and its images; writes nothing."""
+        """Validate, decode and embed an entity and its images; writes nothing.
+
+        ``embeddings`` (column -> image sha256 -> :class:`Embedding`) are what the configured
+        embedders already made of these images elsewhere (batch ingest's workers): those columns
+        are not embedded again, and their results are checked like fresh ones."""
         from pydantic import ValidationError
 
         kind = clean_kind(kind)
@@ -435,7 +481,7 @@ class Library:
             raise InvalidInputError(f"bad entity {name!r}: {_reason(exc)}") from None
         if name_key(entity.name) in {name_key(a) for a in entity.aliases}:
             entity.aliases = [a for a in entity.aliases if name_key(a) != name_key(entity.name)]
-        encoded = self._dedupe(self._encode_all(images))
+        encoded = self._dedupe(self._labelled(self._encode_all(images), images, names, views))
         checked = self._check_vectors(vectors or {}, len(encoded))
         refs = self._make_references(
             entity,
@@ -447,6 +493,7 @@ class Library:
             frames=[None] * len(encoded),
             vectors=checked,
             progress=progress,
+            embeddings=embeddings,
         )
         return PreparedEntity(entity, refs)
 
@@ -556,13 +603,17 @@ class Library:
         frames: Sequence[int | None] | None = None,
         vectors: Mapping[str, Any] | None = None,
         progress: Progress = None,
+        names: Sequence[str | None] | None = None,
+        views: Sequence[str | None] | str | None = None,
     ) -> builtins.list[Reference]:
-        """Add reference images to an entity in one atomic append. An image whose bytes the entity
-        already has is not stored again: the existing reference is returned in its place."""
+        """Add reference images to an entity in one atomic append. ``names`` are the images' file
+        names (a path's own is kept without it), ``views`` one view label for all or one per image.
+        An image whose bytes the entity already has is not stored again: the existing reference is
+        returned in its place."""
         ent = entity if isinstance(entity, Entity) else self.get(entity)
         era = clean_era(era)
         source = clean_source(source)
-        encoded_all = self._encode_all(images)
+        encoded_all = self._labelled(self._encode_all(images), images, names, views)
         frames = list(frames) if frames is not None else [None] * len(encoded_all)
         if len(frames) != len(encoded_all):
             raise InvalidInputError(f"got {len(frames)} frame numbers for {len(encoded_all)} images")

@@ -19,10 +19,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from .rows import NOT_NULL, TS, Col, model_fields
 from .validation import (
+    MAX_FILE_NAME,
     MAX_TIME,
     MIN_TIME,
     Kind,
     Source,
+    View,
     clean_description,
     clean_era,
     clean_name,
@@ -190,6 +192,9 @@ class Reference(BaseModel):
     face_box: Annotated[list[float] | None, Col(type=pa.list_(pa.float32()))] = None  # x0, y0, x1, y1 in pixels
     quality: Float32 | None = None
     created: Time = Field(default_factory=now)
+    # store format 2: the file name it was registered from, and the view it shows (validation.VIEWS)
+    original_name: str | None = Field(default=None, max_length=MAX_FILE_NAME)
+    view: View | None = None
     vectors: dict[str, np.ndarray] = Field(default_factory=dict, repr=False)  # one column per embedder
 
     _era = field_validator("era")(lambda cls, v: clean_era(v))
@@ -217,6 +222,8 @@ class Reference(BaseModel):
             "story": self.story,
             "shot": self.shot,
             "frame": self.frame,
+            "view": self.view,
+            "original_name": self.original_name,
             "vectors": sorted(self.vectors),
         }
 

@@ -25,6 +25,11 @@ KINDS: tuple[str, ...] = get_args(Kind)
 #: guard rejected: kept to be seen (report, audit), never offered as memory or conditioning
 Source = Literal["registered", "harvested", "rejected"]
 SOURCES: tuple[str, ...] = get_args(Source)
+#: how a reference shows its entity: camera angle (front, three-quarter, profile, back) or framing
+#: (full-body, close-up); a turnaround sheet is split into one labelled reference per view
+View = Literal["front", "three-quarter", "profile", "back", "full-body", "close-up"]
+VIEWS: tuple[str, ...] = get_args(View)
+MAX_FILE_NAME = 255
 
 #: the range of every stored time, in UTC: far enough from datetime's year 1..9999 bounds that no
 #: time-zone offset or clamping arithmetic can leave them (a value outside bricks every read)
@@ -144,6 +149,37 @@ def clean_source(source: object) -> Source:
     if source not in SOURCES:
         raise InvalidInputError(f"source {source!r} is unknown; expected one of {SOURCES}")
     return cast(Source, source)
+
+
+def clean_view(view: object) -> View | None:
+    """A view label, or None; a near miss ("side", "3/4") is named with the labels allowed."""
+    if view is None:
+        return None
+    key = str(view).strip().casefold().replace("_", "-").replace(" ", "-")
+    key = _VIEW_SYNONYMS.get(key, key)
+    if key not in VIEWS:
+        raise InvalidInputError(f"view {str(view)[:40]!r} is unknown; use one of {', '.join(VIEWS)}")
+    return cast(View, key)
+
+
+_VIEW_SYNONYMS = {
+    "3/4": "three-quarter",
+    "three-quarters": "three-quarter",
+    "side": "profile",
+    "full": "full-body",
+    "closeup": "close-up",
+    "rear": "back",
+    "fullbody": "full-body",
+}
+
+
+def clean_file_name(name: object) -> str | None:
+    """The last part of a file name as a user gave it (kept to be shown and exported), or None."""
+    if name is None:
+        return None
+    text = str(name).replace("\\", "/").rsplit("/", 1)[-1].strip()
+    text = "".join(ch for ch in text if ch.isprintable())[:MAX_FILE_NAME]
+    return text or None
 
 
 def clean_era(era: object) -> str:

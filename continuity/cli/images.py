@@ -4,8 +4,8 @@ what reads files (a ComfyUI ``LoadImage``, a render node, another tool).
 Each reference is written as stored (the bytes whose sha256 the store records) under
 ``<entity>-<era>-<reference id[:8]>.<format>``; with ``--faces`` a reference with a face box also
 gets ``<same stem>.face.png``, cropped as the face adapters crop it. ``manifest.json`` lists every
-file with its entity, reference id, era, source, sha256 and face box. The store keeps no original
-file name of a registered image, so ``original_name`` is null.
+file with its entity, reference id, era, view, source, sha256, face box and the file name it was
+registered from (``original_name``; null for keyframes and for images registered from memory).
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def write_references(
 
 def _write_one(entity: Entity, ref: Reference, out: Path, *, faces: bool) -> dict[str, Any]:
     assert ref.image is not None  # filled by write_references
-    stem = f"{_slug(entity.name)}-{_slug(ref.era)}-{ref.id[:8]}"
+    view = f"-{ref.view}" if ref.view else ""
+    stem = f"{_slug(entity.name)}-{_slug(ref.era)}{view}-{ref.id[:8]}"
     name = f"{stem}.{EXTENSIONS.get(ref.image_format, ref.image_format)}"
     _publish(ref.image, out / name)
     face = None
@@ -106,7 +107,7 @@ def _write_one(entity: Entity, ref: Reference, out: Path, *, faces: bool) -> dic
         "reference": ref.id,
         "era": ref.era,
         "source": ref.source,
-        "view": None,  # the store has no view label yet
+        "view": ref.view,
         "story": ref.story,
         "shot": ref.shot,
         "frame": ref.frame,
@@ -114,7 +115,7 @@ def _write_one(entity: Entity, ref: Reference, out: Path, *, faces: bool) -> dic
         "width": ref.width,
         "height": ref.height,
         "sha256": hashlib.sha256(ref.image).hexdigest(),
-        "original_name": None,  # not kept on registration (see the module docstring)
+        "original_name": ref.original_name,
         "path": name,
         "face": face,
     }

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from memstore.validation import MAX_DESCRIPTION_LENGTH
+from memstore.sheets import SheetImages, sheet_images
+from memstore.validation import MAX_DESCRIPTION_LENGTH, VIEWS
 
 from .common import (
     DbOption,
@@ -35,6 +36,12 @@ def init(db: str | None = DbOption) -> None:
     console.print(f"store ready at [bold]{store.uri}[/]")
 
 
+ViewOption = typer.Option(None, "--view", help=f"The view the images show: {', '.join(VIEWS)}.")
+SheetOption = typer.Option(None, "--sheet", help="A turnaround sheet: one image, several views side by side.")
+SheetViewsOption = typer.Option(None, "--views", help="The sheet's views left to right, e.g. front,profile,back.")
+SheetRowsOption = typer.Option(1, "--sheet-rows", min=1, help="Rows of poses on the sheet.")
+
+
 @handle_errors
 def register(
     name: str = typer.Argument(..., help="Entity name, unique in its library."),
@@ -44,6 +51,10 @@ def register(
     description: str = typer.Option("", "--description", "-d"),
     tag: list[str] = typer.Option([], "--tag", "-t"),
     era: str = typer.Option("default", "--era", help="Version label of these images, e.g. 'armored'."),
+    view: str | None = ViewOption,
+    sheet: Path | None = SheetOption,
+    sheet_views: str | None = SheetViewsOption,
+    sheet_rows: int = SheetRowsOption,
     library: str = LibraryOption,
     rights_owner: str | None = typer.Option(None, "--rights-owner"),
     license: str | None = typer.Option(None, "--license"),
@@ -60,13 +71,16 @@ def register(
         "consent": None if consent is None else consent == "yes",
         "expires": expires,
     }
+    inputs = _image_inputs(image, view, sheet, sheet_views, sheet_rows)
     lib = open_library(db, library, create=True)
-    with progress_bar(len(image), "embedding") as bar:
-        task = bar.add_task(f"embedding {name}", total=len(image) * max(1, len(lib.embedders)))
+    with progress_bar(len(inputs.images), "embedding") as bar:
+        task = bar.add_task(f"embedding {name}", total=len(inputs.images) * max(1, len(lib.embedders)))
         entity = lib.register(
             name,
             kind,
-            images=[str(p) for p in image],
+            images=inputs.images,
+            names=inputs.names,
+            views=inputs.views,
             aliases=alias,
             description=description,
             tags=tag,
@@ -75,7 +89,7 @@ def register(
             progress=lambda n: bar.advance(task, n),
         )
     console.print(
-        f"registered {entity.kind} [bold]{entity.name}[/] ({entity.id}) with {len(image)} image(s) "
+        f"registered {entity.kind} [bold]{entity.name}[/] ({entity.id}) with {len(inputs.images)} image(s) "
         f"in library {lib.name!r}"
     )
 
@@ -83,19 +97,48 @@ def register(
 @handle_errors
 def add_image(
     name: str = typer.Argument(...),
-    paths: list[Path] = typer.Argument(..., help="Image files."),
+    paths: list[Path] = typer.Argument(None, help="Image files."),
     era: str = typer.Option("default", "--era"),
+    view: str | None = ViewOption,
+    sheet: Path | None = SheetOption,
+    sheet_views: str | None = SheetViewsOption,
+    sheet_rows: int = SheetRowsOption,
     library: str = LibraryOption,
     db: str | None = DbOption,
 ) -> None:
-    """Add reference images to an entity (all or none)."""
+    """Add reference images (or a turnaround sheet's views) to an entity (all or none)."""
+    inputs = _image_inputs(paths or [], view, sheet, sheet_views, sheet_rows)
+    if not inputs.images:
+        fail("give image files, or --sheet FILE --views LIST", 2)
     lib = open_library(db, library)
     before = len(lib.references(name, with_vectors=False))
-    with progress_bar(len(paths), "embedding") as bar:
-        task = bar.add_task("embedding", total=len(paths) * max(1, len(lib.embedders)))
-        lib.add_images(name, [str(p) for p in paths], era=era, progress=lambda n: bar.advance(task, n))
+    count = len(inputs.images)
+    with progress_bar(count, "embedding") as bar:
+        task = bar.add_task("embedding", total=count * max(1, len(lib.embedders)))
+        lib.add_images(
+            name,
+            inputs.images,
+            era=era,
+            names=inputs.names,
+            views=inputs.views,
+            progress=lambda n: bar.advance(task, n),
+        )
     added = len(lib.references(name, with_vectors=False)) - before
-    console.print(f"added {added} new image(s) to [bold]{lib.get(name).name}[/] ({len(paths) - added} already stored)")
+    console.print(f"added {added} new image(s) to [bold]{lib.get(name).name}[/] ({count - added} already stored)")
+
+
+def _image_inputs(
+    paths: list[Path], view: str | None, sheet: Path | None, sheet_views: str | None, rows: int
+) -> SheetImages:
+    """Image files (with one view label) plus a sheet's panels, for one all-or-nothing write."""
+    files = SheetImages([str(p) for p in paths], [None] * len(paths), [view] * len(paths))
+    if sheet is None:
+        if sheet_views:
+            fail("--views labels the panels of a --sheet; give --sheet FILE too", 2)
+        return files
+    if not sheet_views:
+        fail("--sheet needs --views, its views left to right (e.g. front,three-quarter,profile,back)", 2)
+    return files + sheet_images(str(sheet), sheet_views.split(","), rows=rows)
 
 
 @handle_errors

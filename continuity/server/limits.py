@@ -4,6 +4,7 @@ request, a whole-request limit and per-part limits enforced while the body strea
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from fastapi import UploadFile
@@ -11,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from memstore.errors import ImageError, InvalidInputError
 from memstore.images import EncodedImage, PixelBudget, header_size, load_image
+from memstore.validation import clean_file_name
 
 from .errors import PayloadTooLargeError, UploadTooLargeError, error_response
 from .streaming import BodyGuard, StreamLimits, multipart_boundary
@@ -109,7 +111,7 @@ def _name(upload: UploadFile) -> str:
 
 def _decode(upload: UploadFile, data: bytes) -> EncodedImage:
     try:
-        return load_image(data)
+        return dataclasses.replace(load_image(data), name=clean_file_name(upload.filename))
     except ImageError as exc:  # name the upload instead of "<bytes>"
         message = str(exc)
         if message.startswith("<bytes>"):

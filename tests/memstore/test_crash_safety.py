@@ -11,6 +11,7 @@ import pytest
 
 from memstore.errors import EntityNotFoundError
 from memstore.store import Store
+from memstore.upgrade import FORMAT_VERSION
 from tests.memstore.workers.common import sha, tiny_png
 from tests.memstore.workers.harness import check_crashed, crash_init_trial, crash_trial
 
@@ -87,7 +88,7 @@ def test_store_created_up_to_its_config_table_is_finished_by_init(tmp_path):
     path.mkdir()
     lancedb.connect(str(path)).create_table("config", schema=CONFIG_SCHEMA)
     store = Store.init(path)
-    assert Store.open(path).get_config("format") == {"version": 1}
+    assert Store.open(path).get_config("format") == {"version": FORMAT_VERSION}
     store.library().register("After", "prop")
     assert Store.open(path).library().get("After").name == "After"
 

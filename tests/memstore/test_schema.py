@@ -1,5 +1,6 @@
-"""The tables' Arrow layout is derived from the pydantic models; this pins store format 1 so a model
-edit that would change what is on disk is seen (and comes with a format bump)."""
+"""The tables' Arrow layout is derived from the pydantic models; this pins the store format (2: format 1
+plus ``original_name`` and ``view`` on references) so a model edit that would change what is on disk
+is seen (and comes with a format bump and an upgrade in memstore/upgrade.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from memstore.rows import NOT_NULL, Col, model_fields
 from memstore.schema import CONFIG_SCHEMA, ENTITY_SCHEMA, REFERENCE_BASE_FIELDS, SHOT_SCHEMA, TOKEN_SCHEMA
 
 S, TS, REQ = pa.string(), pa.timestamp("us", tz="UTC"), False
-FORMAT_1 = {
+FORMAT_2 = {
     "entities": [
         ("id", S, REQ),
         ("library", S, REQ),
@@ -53,6 +54,8 @@ FORMAT_1 = {
         ("face_box", pa.list_(pa.float32()), True),
         ("quality", pa.float32(), True),
         ("created", TS, True),
+        ("original_name", S, True),
+        ("view", S, True),
     ],
     "tokens": [
         ("reference_id", S, REQ),
@@ -93,9 +96,9 @@ FORMAT_1 = {
         ("shots", list(SHOT_SCHEMA)),
     ],
 )
-def test_derived_layout_is_store_format_1(table, fields):
+def test_derived_layout_is_store_format_2(table, fields):
     got = {f.name: (f.type, f.nullable) for f in fields}
-    want = {name: (kind, nullable) for name, kind, nullable in FORMAT_1[table]}
+    want = {name: (kind, nullable) for name, kind, nullable in FORMAT_2[table]}
     assert got == want
 
 

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from memstore.errors import InvalidInputError
+from memstore.images import EncodedImage
 from memstore.library import Library
 from memstore.schema import Entity
-from memstore.validation import clean_name
+from memstore.sheets import MAX_VIEWS, SheetImages, sheet_images
+from memstore.validation import VIEWS, clean_name
 
 from ..limits import load_uploads
 from ..shapes import entity_json, reference_json
@@ -27,6 +29,23 @@ def get_entity_name(name: str) -> str:
 
 # Declared after the library, so it runs after it: a bad library name is reported first, as before.
 EntityNameDep = Annotated[str, Depends(get_entity_name)]
+ViewForm = Annotated[str | None, Form(description=f"The view every image shows: {', '.join(VIEWS)}.")]
+SheetViewsForm = Annotated[
+    str | None,
+    Form(description="The one image is a turnaround sheet: its views left to right, comma-separated (front,profile)."),
+]
+SheetRowsForm = Annotated[int, Form(ge=1, le=MAX_VIEWS, description="Rows of poses on the sheet.")]
+
+
+def image_inputs(encoded: list[EncodedImage], view: str | None, sheet_views: str | None, rows: int) -> SheetImages:
+    """The uploads as the library takes them: with their file names and views, a sheet split."""
+    if sheet_views:
+        if len(encoded) != 1:
+            raise InvalidInputError(
+                f"sheet_views splits one turnaround sheet; send exactly one image, got {len(encoded)}"
+            )
+        return sheet_images(encoded[0].data, sheet_views.split(","), rows=rows, name=encoded[0].name)
+    return SheetImages([e.data for e in encoded], [e.name for e in encoded], [view or None] * len(encoded))
 
 
 def parse_consent(value: str | None) -> bool | None:
@@ -106,14 +125,18 @@ def add_images(
     name: EntityNameDep,
     images: Annotated[list[UploadFile], File(description="Reference images (JPEG, PNG, WebP, ...).")],
     era: Annotated[str, Form()] = "default",
+    view: ViewForm = None,
+    sheet_views: SheetViewsForm = None,
+    sheet_rows: SheetRowsForm = 1,
 ) -> dict[str, Any]:
     """Add images to an entity, all or none; bytes it already has are not stored twice."""
     entity = library.get(name)
     encoded = load_uploads(images, upload_limit)
     if not encoded:
         raise InvalidInputError("no images in the request; send one or more 'images' files")
+    inputs = image_inputs(encoded, view, sheet_views, sheet_rows)
     before = {r.id for r in library.references(entity, with_vectors=False)}
-    refs = library.add_images(entity, [e.data for e in encoded], era=era)
+    refs = library.add_images(entity, inputs.images, era=era, names=inputs.names, views=inputs.views)
     return {
         "entity": entity_json(entity),
         "added": len({r.id for r in refs} - before),
@@ -156,6 +179,9 @@ def register_entity(
     license: Annotated[str | None, Form()] = None,
     rights_expires: Annotated[str | None, Form(description="ISO date after which use is refused.")] = None,
     images: Annotated[list[UploadFile] | None, File(description="Reference images.")] = None,
+    view: ViewForm = None,
+    sheet_views: SheetViewsForm = None,
+    sheet_rows: SheetRowsForm = 1,
 ) -> dict[str, Any]:
     """Register an entity with its images; nothing is written if any field or image is bad."""
     rights = {
@@ -164,11 +190,13 @@ def register_entity(
         "consent": parse_consent(consent),
         "expires": rights_expires or None,
     }
-    encoded = load_uploads(images, upload_limit)
+    inputs = image_inputs(load_uploads(images, upload_limit), view, sheet_views, sheet_rows)
     entity = library.register(
         name,
         kind,
-        images=[e.data for e in encoded],
+        images=inputs.images,
+        names=inputs.names,
+        views=inputs.views,
         aliases=[a for a in aliases if a.strip()],
         description=description,
         tags=[t for t in tags if t.strip()],
