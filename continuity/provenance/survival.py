@@ -1,6 +1,6 @@
 """How often the watermark survives what happens to published media: an MP4 re-encode at the
-encoder's default quality, JPEG at quality 75, a half-size copy, a 10% crop. Used by the tests and
-by ``benchmarks/bench_provenance.py``."""
+encoder's default quality, JPEG at quality 75, a half-size copy, a 10% crop (centred, and at odd
+pixel offsets anywhere in the frame). Used by the tests and by ``benchmarks/bench_provenance.py``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from .watermark import decode_image, embed_frames
 Transform = Callable[[np.ndarray], np.ndarray]  # T x H x W x 3 -> T x H' x W' x 3
 X264_DEFAULT_CRF = 23
 
-__all__ = ["TRANSFORMS", "crop_10", "half_size", "jpeg_75", "mp4_reencode", "survival_rates"]
+CROP_SEED = 15  # the offsets of crop_10_offset: fixed, so the figures repeat
+
+__all__ = ["TRANSFORMS", "crop_10", "crop_10_offset", "half_size", "jpeg_75", "mp4_reencode", "survival_rates"]
 
 
 def mp4_reencode(frames: np.ndarray, clip: int = 6) -> np.ndarray:
@@ -57,12 +59,27 @@ def crop_10(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames[:, dy : height - dy, dx : width - dx])
 
 
+def crop_10_offset(frames: np.ndarray, seed: int = CROP_SEED) -> np.ndarray:
+    """Crops that keep 90% of the width and of the height, each frame at its own odd pixel offset
+    (drawn from ``seed``), so neither the 8-pixel block grid nor the pixel pairs line up."""
+    height, width = frames.shape[1:3]
+    keep_h, keep_w = int(height * 0.9), int(width * 0.9)
+    rng = np.random.default_rng(seed)
+    out = []
+    for frame in frames:
+        dy = int(rng.integers(0, (height - keep_h) // 2)) * 2 + 1
+        dx = int(rng.integers(0, (width - keep_w) // 2)) * 2 + 1
+        out.append(frame[dy : dy + keep_h, dx : dx + keep_w])
+    return np.ascontiguousarray(np.stack(out))
+
+
 TRANSFORMS: dict[str, Transform] = {
     "none": lambda frames: frames,
     "mp4_reencode": mp4_reencode,
     "jpeg_75": jpeg_75,
     "half_size": half_size,
     "crop_10": crop_10,
+    "crop_10_offset": crop_10_offset,
 }
 
 
