@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from . import embed, generators, images, keys, provenance, query, serve, store, story, verify
+from . import embed, generators, images, ingest, keys, provenance, query, serve, store, story, verify
 
 app = typer.Typer(
     name="continuity",
@@ -31,6 +31,7 @@ COMMANDS = {
     "export": store.export_library,
     "import": store.import_library,
     "import-folder": store.import_folder,
+    "ingest": ingest.ingest,
     "export-images": images.export_images,
     "libraries": store.libraries,
     "embedders": embed.embedders,
