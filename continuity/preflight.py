@@ -85,6 +85,34 @@ def cast_image_problems(story: StoryScript, library: Library) -> list[str]:
     return problems
 
 
+def named_consent_problems(story: StoryScript, library: Library, config: SessionConfig) -> list[str]:
+    """Entities the script names (cast, locations, per-shot settings) whose consent or rights
+    refuse them, one line each with the first shot that uses them. Cheap (no retrieval), so a run
+    checks it before its first shot; entities only retrieval would find are checked per shot,
+    and all of them by ``story plan``."""
+    from .consent import ConsentError, check_rights
+
+    first_use: dict[str, str] = {}
+    for member in story.cast:
+        first_use.setdefault(name_key(member.ref or member.name), "the script's cast")
+    for index, scene, shot in story.iter_shots():
+        where = f"shot {index} (scene {scene.index}, shot {shot.index})"
+        names = [shot.location or scene.location, *(shot.cast or ()), *(n for _, n in keyed_names(shot))]
+        for name in names:
+            if name is not None:
+                first_use.setdefault(name_key(name), where)
+    problems = []
+    for key, where in first_use.items():
+        entity = library.find(key)
+        if entity is None:
+            continue  # unknown names are name_problems'; cast members to register have no rights yet
+        try:
+            check_rights([entity], overrides=set(config.consent_overrides), require_consent=config.require_consent)
+        except ConsentError as err:
+            problems.append(f"{where}: {err}")
+    return problems
+
+
 def weight_problems(config: SessionConfig) -> list[str]:
     """The generator's name, options and weights as :func:`check_generator` checks them (no load)."""
     from .generator_setup import check_generator

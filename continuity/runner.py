@@ -26,7 +26,7 @@ from retrieval.query import RetrievalResult
 
 from .attempts import generate_checked
 from .guard import ContinuityGuard, GuardConfig, GuardPolicy, GuardVerdict, default_policy
-from .preflight import name_problems
+from .preflight import cast_image_problems, name_problems, named_consent_problems
 from .resume import FastResume
 from .session import SessionConfig, ShotPlan, StorySession
 from .story import Scene, Shot, StoryScript
@@ -149,7 +149,8 @@ class StoryRunner:
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self, story: StoryScript, *, stop_after: int | None = None) -> StoryRun:
-        problems = name_problems(story, self.library)
+        problems = name_problems(story, self.library) + cast_image_problems(story, self.library)
+        problems += named_consent_problems(story, self.library, self.config)
         if problems:  # before anything is registered or rendered
             raise ScriptError(f"{len(problems)} problem(s) in the script: " + " | ".join(problems))
         (self.out_dir / "shots").mkdir(parents=True, exist_ok=True)

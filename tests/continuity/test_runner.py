@@ -11,7 +11,7 @@ from continuity.provenance import read_provenance
 from continuity.runner import RunConfig, StoryRunner
 from continuity.story import parse_story
 from continuity.video import probe
-from memstore.errors import ConsentError
+from memstore.errors import ConsentError, ScriptError
 
 SMALL = dict(width=160, height=96, fps=4)
 
@@ -143,3 +143,13 @@ def test_memory_policies_differ_in_what_they_keep(cast, tmp_path):
     assert any(why.startswith("covers") for why in reasons)
     _, none = run_story(cast, tmp_path / "b", data={**story_data(), "id": "other"}, memory_policy="none")
     assert all(not s.memory for s in none.shots)
+
+
+def test_a_refused_entity_the_script_names_stops_the_run_before_its_first_shot(cast, tmp_path):
+    cast.update("Forest", rights={"consent": False})  # scene 2's location: named by the script
+    with pytest.raises(ScriptError) as info:
+        run_story(cast, tmp_path / "out")
+    assert "shot 2 (scene 2, shot 1)" in str(info.value) and "Forest" in str(info.value)
+    assert recorded(cast) == {}  # nothing rendered, not even the shots before the refused one
+    _, run = run_story(cast, tmp_path / "out", consent_overrides=("Forest",))
+    assert len(run.shots) == 4
