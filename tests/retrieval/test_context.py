@@ -81,9 +81,20 @@ def test_explicit_cast_overrides_context(story_lib):
     assert set(results[1].names()) == {"Elsa", "Forge"}
 
 
-def test_update_tracks_recency():
+def test_update_tracks_recency(story_lib):
     ctx = StoryContext()
     assert ctx.on_screen == [] and ctx.location is None
+    retriever = Retriever(story_lib)
+    ids = {e.name: e.id for e in story_lib.list()}
+    for prompt, scene in [("Aria in the Castle Keep", 1), ("Bram at the Forge", 2), ("Elsa alone", 3)]:
+        ctx.update(retriever.retrieve(ShotQuery(prompt, scene=scene), ctx))
+    assert ctx.recent == [ids["Elsa"], ids["Bram"], ids["Aria"]]  # most recently seen first
+    assert ctx.on_screen == [ids["Elsa"]] and ctx.shots == 3
+    # no place named in a new scene: the retriever carries the last place shown, and update records it
+    assert ctx.location == ctx.last_location == ids["Forge"]
+    assert ctx.shown_locations == {ids["Castle Keep"], ids["Forge"]}
+    ctx.update(retriever.retrieve(ShotQuery("Aria returns", scene=3), ctx))
+    assert ctx.recent == [ids["Aria"], ids["Elsa"], ids["Bram"]]  # moved to the front, not duplicated
 
 
 def by(result, name):

@@ -18,4 +18,6 @@ def test_context_keeps_or_improves_recall_on_st_bench(shared_dir):
     for name in ("cat", "titanic"):
         result = evaluate_story(name, annotations[name], shared_dir / "data" / "st-bench")
         assert result["with_context"]["recall"] >= result["without_context"]["recall"]
-        assert result["with_context"]["f1"] > 0.5
+        # these two stories score 0.93+ with context (benchmarks/results/retrieval_quality.json); a
+        # regression of a few points shows here, not only in the benchmark
+        assert result["with_context"]["f1"] >= 0.85, (name, result["with_context"])
