@@ -139,8 +139,13 @@ def test_consent_refused_unless_overridden(cast, tmp_path):
 
 def test_memory_policies_differ_in_what_they_keep(cast, tmp_path):
     _, relevant = run_story(cast, tmp_path / "a", memory_policy="relevant", memory_budget=1)
-    reasons = [why for s in relevant.shots for _, why in s.memory]
-    assert any(why.startswith("covers") for why in reasons)
+    _, window = run_story(
+        cast, tmp_path / "w", data={**story_data(), "id": "window"}, memory_policy="sink_recent", memory_budget=1
+    )
+    # shot 3 ("Aria meets Bram in the Forest"): the relevant memory is Bram's first keyframe (shot 2);
+    # StoryMem's window with one slot keeps its sink, the story's very first keyframe (shot 0)
+    assert [(f.shot, why) for f, why in relevant.shots[3].memory] == [(2, "covers Bram")]
+    assert [(f.shot, why) for f, why in window.shots[3].memory] == [(0, "sink (first keyframes)")]
     _, none = run_story(cast, tmp_path / "b", data={**story_data(), "id": "other"}, memory_policy="none")
     assert all(not s.memory for s in none.shots)
 
