@@ -138,7 +138,7 @@ def _report(
     run: StoryRun, library: Library, appearances: Appearances, metrics: ConsistencyReport, generator: str
 ) -> Path:
     from .provenance import read_provenance
-    from .report import ReportImage, ShotReport, write_report
+    from .report import ReportImage, ShotReport, shot_number, write_report
 
     shots = []
     cuts = {index: shot.cut for index, _, shot in run.story.iter_shots()}
@@ -149,7 +149,7 @@ def _report(
         keyframes = [ReportImage(np.asarray(k.pil()), f"frame {k.frame}") for k in unique.values()]
         images = library.images([f.reference.id for f, _ in s.memory if f.reference.image is None])
         memory = [
-            ReportImage(np.asarray(_pil(f.reference, images)), f"shot {f.shot} frame {f.frame}: {why}")
+            ReportImage(np.asarray(_pil(f.reference, images)), f"shot {shot_number(f.shot)} frame {f.frame}: {why}")
             for f, why in s.memory
             if f.reference.image is not None or f.reference.id in images
         ]

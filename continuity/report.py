@@ -5,6 +5,11 @@ text (titles, prompts, entity names, reasons) goes through :func:`html.escape`, 
 through :func:`urllib.parse.quote`, so a prompt holding ``<script>`` stays text and a path cannot
 become a ``javascript:`` URL. Image files get names we make (shot_003_kf_1.jpg), never names
 taken from user text.
+
+One rendering serves two places: :func:`write_report` (files beside the page) and the web app's
+run view (:func:`render_run`, with :class:`ServedMedia`: images and videos by URL, fetched by the
+page with its key). Shots are numbered from 1 wherever a person reads them (:func:`shot_number`);
+indexes in JSON and file names stay 0-based.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import numpy as np
@@ -31,12 +36,20 @@ from .video import contact_sheet
 
 ImageLike = np.ndarray | Image.Image | str | os.PathLike
 ASSETS = "report_files"
+CSS_FILE = Path(__file__).parent / "templates" / "report.css"
+
+
+def shot_number(index: int) -> int:
+    """The number a person reads for the shot at 0-based ``index``: the one numbering of every
+    heading, table and caption of the report and the web app."""
+    return index + 1
 
 
 @dataclass
 class ReportImage:
-    image: ImageLike
+    image: ImageLike | None = None
     caption: str = ""
+    url: str | None = None  # where the web app fetches it (ServedMedia); the file report needs ``image``
 
 
 @dataclass
@@ -48,6 +61,8 @@ class ShotReport:
     cut: bool = True
     enriched_prompt: str | None = None
     video: str | os.PathLike | None = None  # the shot's MP4
+    video_url: str | None = None  # the web app's URLs of the MP4 and its poster frame (ServedMedia)
+    poster_url: str | None = None
     blueprints: Sequence[BlueprintUse | Mapping[str, Any]] = ()
     memory: Sequence[ReportImage] = ()  # memory keyframes that conditioned the shot, with reasons
     keyframes: Sequence[ReportImage] = ()  # keyframes extracted from the shot
@@ -114,14 +129,39 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+class Media(Protocol):
+    """Where a rendered page finds its images and videos: ``attr`` is the attribute that carries
+    the address (``src``, or ``data-src`` for a page that fetches them itself with its key)."""
+
+    attr: str
+
+    def image(self, item: ReportImage, name: str) -> str: ...
+
+    def video(self, shot: ShotReport) -> tuple[str, str] | None: ...  # (video, poster frame)
+
+
 class _Assets:
     """Writes images next to the report (or inlines them as data URIs) and returns their src."""
+
+    attr = "src"
 
     def __init__(self, out_dir: Path, inline: bool, thumb: int) -> None:
         self.out_dir, self.inline, self.thumb = out_dir, inline, thumb
         self.dir = out_dir / ASSETS
         if not inline:
             self.dir.mkdir(parents=True, exist_ok=True)
+
+    def image(self, item: ReportImage, name: str) -> str:
+        if item.image is None:
+            raise ValueError(f"report image {item.caption!r} has no pixels; the file report needs ReportImage.image")
+        return self.src(item.image, name)
+
+    def video(self, shot: ShotReport) -> tuple[str, str] | None:
+        if shot.video is None:
+            return None
+        poster = _poster_frame(shot.video)
+        name = f"shot_{shot.index:04d}_poster"
+        return _link(self.out_dir, shot.video), (self.src(poster, name, max_side=960) if poster is not None else "")
 
     def src(self, image: ImageLike, name: str, max_side: int | None = None, fmt: str = "JPEG") -> str:
         pil = _pil(image)
@@ -138,6 +178,32 @@ class _Assets:
         return quote(f"{ASSETS}/{name}.{ext}")
 
 
+class ServedMedia:
+    """The web app's media: every image and video by its server URL, in ``data-`` attributes the
+    page resolves with its key (an ``<img src>`` cannot send an ``Authorization`` header)."""
+
+    attr = "data-src"
+
+    def image(self, item: ReportImage, name: str) -> str:
+        return quote(item.url or "", safe="/?=&")
+
+    def video(self, shot: ShotReport) -> tuple[str, str] | None:
+        if shot.video_url is None:
+            return None
+        return quote(shot.video_url, safe="/?=&"), quote(shot.poster_url or "", safe="/?=&")
+
+
+def _poster_frame(video: str | os.PathLike[str]) -> np.ndarray | None:
+    """The first frame of an MP4, or None when it cannot be read (the video still links)."""
+    from .video import read_frames
+
+    try:
+        frames = read_frames(video, max_frames=1)
+    except Exception:  # noqa: BLE001 - a poster is decoration: a broken file keeps its link
+        return None
+    return frames[0] if len(frames) else None
+
+
 def _link(out_dir: Path, target: str | os.PathLike) -> str:
     p = Path(target)
     try:
@@ -150,36 +216,14 @@ def _link(out_dir: Path, target: str | os.PathLike) -> str:
 
 # --- sections ------------------------------------------------------------------------------------
 
-CSS = """
-*{box-sizing:border-box}
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f5f5f7;color:#1d1d1f}
-header{background:#1d1d1f;color:#f5f5f7;padding:20px 32px}
-header h1{margin:0 0 4px;font-size:22px}
-header .meta{opacity:.75}
-main{padding:24px 32px;max-width:1400px;margin:auto}
-section{background:#fff;border-radius:10px;padding:16px 20px;margin-bottom:20px;box-shadow:0 1px 3px rgba(0,0,0,.08)}
-h2{font-size:17px;margin:0 0 12px}
-h3{font-size:15px;margin:0 0 8px}
-table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e5e5ea;vertical-align:top}
-th{font-weight:600;color:#6e6e73}
-.totals{display:grid;grid-template-columns:repeat(auto-fill,minmax(140px,1fr));gap:12px}
-.total{background:#f5f5f7;border-radius:8px;padding:10px}
-.total b{display:block;font-size:20px}
-.sheets{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:16px}
-.sheets img{max-width:100%;border-radius:6px}
-.shot{display:grid;grid-template-columns:minmax(260px,1fr) 2fr;gap:20px}
-.prompt{white-space:pre-wrap;background:#f5f5f7;border-radius:6px;padding:8px}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}
-figure{margin:0}
-figure img{width:100%;border-radius:6px;display:block}
-figcaption{font-size:12px;color:#6e6e73}
-.tag{display:inline-block;background:#e8f0fe;color:#1a4fb4;border-radius:4px;padding:0 6px;margin-right:4px;font-size:12px}
-.cut{background:#fde8e8;color:#a01d1d}
-.bad{color:#a01d1d;font-weight:600}
-video{width:100%;border-radius:6px;background:#000}
-.muted{color:#6e6e73}
-"""
+
+def report_css() -> str:
+    """The run view's stylesheet (``templates/report.css``), shared with the web app."""
+    return CSS_FILE.read_text(encoding="utf-8")
+
+
+def _shots_text(shots: Iterable[Any]) -> str:
+    return ", ".join(str(shot_number(int(s))) for s in shots)
 
 
 def _metrics_section(metrics: Any) -> str:
@@ -196,7 +240,7 @@ def _metrics_section(metrics: Any) -> str:
     ent_rows = ""
     for name, ent in (data.get("entities") or {}).items():
         ent_rows += (
-            f"<tr><td>{_e(name)}</td><td>{_e(', '.join(str(s) for s in ent.get('shots', [])))}</td>"
+            f"<tr><td>{_e(name)}</td><td>{_e(_shots_text(ent.get('shots', [])))}</td>"
             f"<td>{_e(_fmt(ent.get('clip_i')))}</td><td>{_e(ent.get('clip_i_pairs', 0))}</td>"
             f"<td>{_e(_fmt(ent.get('face_ref')))}</td><td>{_e(_fmt(ent.get('face_shot')))}</td>"
             f"<td>{_e(_fmt(ent.get('faces_found')))}</td></tr>"
@@ -205,8 +249,9 @@ def _metrics_section(metrics: Any) -> str:
     per_entity = ""
     if ent_rows:
         per_entity = (
-            "<h3>Per entity</h3><table><tr><th>Entity</th><th>Shots</th><th>CLIP-I</th><th>Pairs</th>"
-            f"<th>Face ref</th><th>Face shot</th><th>Faces found</th></tr>{ent_rows}</table>"
+            "<h3>Per entity</h3><table><tr><th scope='col'>Entity</th><th scope='col'>Shots</th>"
+            "<th scope='col'>CLIP-I</th><th scope='col'>Pairs</th><th scope='col'>Face ref</th>"
+            f"<th scope='col'>Face shot</th><th scope='col'>Faces found</th></tr>{ent_rows}</table>"
         )
     return f"<section id='metrics'><h2>Consistency</h2><table>{rows}</table>{per_entity}{notes}</section>"
 
@@ -220,25 +265,25 @@ def _sheets_section(entity_sheets: Mapping[str, Mapping[int, Sequence[ImageLike]
         for shot, imgs in sorted(per_shot.items()):
             for img in imgs:
                 images.append(_pil(img))
-                labels.append(f"shot {shot}")
+                labels.append(f"shot {shot_number(shot)}")
         if not images:
             continue
         sheet = contact_sheet(images, cols=min(6, len(images)), thumb=(128, 96), labels=labels)
         src = assets.src(sheet, f"entity_{i:03d}", max_side=max(sheet.size), fmt="PNG")
-        shots = ", ".join(str(s) for s in sorted(per_shot))
         cards.append(
             f"<div><h3>{_e(name)}</h3><img src='{src}' alt='{_e(name)} across shots'>"
-            f"<div class='muted'>{len(images)} images in shots {_e(shots)}</div></div>"
+            f"<div class='muted'>{len(images)} images in shots {_e(_shots_text(sorted(per_shot)))}</div></div>"
         )
     return f"<section id='entities'><h2>Entities across shots</h2><div class='sheets'>{''.join(cards)}</div></section>"
 
 
-def _figures(items: Iterable[ReportImage], prefix: str, assets: _Assets) -> str:
+def _figures(items: Iterable[ReportImage], prefix: str, media: Media) -> str:
     figs = []
     for j, item in enumerate(items):
-        src = assets.src(item.image, f"{prefix}_{j}")
+        src = media.image(item, f"{prefix}_{j}")
         figs.append(
-            f"<figure><img src='{src}' alt='{_e(item.caption)}'><figcaption>{_e(item.caption)}</figcaption></figure>"
+            f"<figure><img {media.attr}='{src}' alt='{_e(item.caption)}'>"
+            f"<figcaption>{_e(item.caption)}</figcaption></figure>"
         )
     return f"<div class='grid'>{''.join(figs)}</div>" if figs else "<p class='muted'>none</p>"
 
@@ -253,16 +298,32 @@ def _blueprints(blueprints: Sequence[BlueprintUse | Mapping[str, Any]]) -> str:
         rows.append(
             f"<tr><td>{_e(d.get('name'))}</td><td>{_e(d.get('kind'))}</td><td>{_e(_fmt(d.get('score')))}</td><td>{reasons}</td></tr>"
         )
-    return f"<table><tr><th>Blueprint</th><th>Kind</th><th>Score</th><th>Why</th></tr>{''.join(rows)}</table>"
+    head = "<tr><th scope='col'>Blueprint</th><th scope='col'>Kind</th><th scope='col'>Score</th><th scope='col'>Why</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _shot_section(shot: ShotReport, out_dir: Path, assets: _Assets) -> str:
+def _blueprint_name(b: BlueprintUse | Mapping[str, Any]) -> str:
+    return str(b.name if isinstance(b, BlueprintUse) else b.get("name"))
+
+
+def _video(shot: ShotReport, media: Media) -> str:
+    found = media.video(shot)
+    if found is None:
+        return ""
+    href, poster = found
+    name = Path(shot.video).name if shot.video is not None else f"shot_{shot.index:03d}.mp4"
+    label = f"Shot {shot_number(shot.index)} video"
+    # src/poster/href, or data-src/data-poster/data-href for a page that fetches them with its key
+    poster_attr = f" {media.attr.replace('src', 'poster')}='{poster}'" if poster else ""
+    return (
+        f"<video controls preload='none' {media.attr}='{href}'{poster_attr} aria-label='{_e(label)}'></video>"
+        f"<p><a {media.attr.replace('src', 'href')}='{href}'>{_e(name)}</a></p>"
+    )
+
+
+def _shot_section(shot: ShotReport, media: Media) -> str:
     where = f"scene {shot.scene}, shot {shot.shot_in_scene}" if shot.scene is not None else ""
     cut = "<span class='tag cut'>cut</span>" if shot.cut else "<span class='tag'>continues</span>"
-    video = ""
-    if shot.video is not None:
-        href = _link(out_dir, shot.video)
-        video = f"<video controls preload='none' src='{href}'></video><p><a href='{href}'>{_e(Path(shot.video).name)}</a></p>"
     enriched = ""
     if shot.enriched_prompt and shot.enriched_prompt != shot.prompt:
         enriched = f"<h3>Enriched prompt</h3><div class='prompt'>{_e(shot.enriched_prompt)}</div>"
@@ -272,14 +333,16 @@ def _shot_section(shot: ShotReport, out_dir: Path, assets: _Assets) -> str:
     facts += [f"{_e(k)} {v:.2f}s" for k, v in shot.timings.items()]
     notes = "".join(f"<p class='muted'>{_e(n)}</p>" for n in shot.notes)
     prefix = f"shot_{shot.index:04d}"
+    number = shot_number(shot.index)
     return (
-        f"<section class='shot-card' id='shot-{shot.index}'><h2>Shot {shot.index + 1} "
-        f"<span class='muted'>{_e(where)}</span> {cut}</h2><div class='shot'><div>{video}"
+        f"<section class='shot-card' id='shot-{number}' aria-labelledby='shot-{number}-title'>"
+        f"<h2 id='shot-{number}-title'>Shot {number} "
+        f"<span class='muted'>{_e(where)}</span> {cut}</h2><div class='shot'><div>{_video(shot, media)}"
         f"<h3>Prompt</h3><div class='prompt'>{_e(shot.prompt)}</div>{enriched}"
         f"<p class='muted'>{' · '.join(facts)}</p>{notes}</div><div>"
         f"<h3>Retrieved blueprints</h3>{_blueprints(shot.blueprints)}{_guard(shot)}"
-        f"<h3>Memory keyframes used</h3>{_figures(shot.memory, prefix + '_mem', assets)}"
-        f"<h3>Keyframes extracted</h3>{_figures(shot.keyframes, prefix + '_kf', assets)}"
+        f"<h3>Memory keyframes used</h3>{_figures(shot.memory, prefix + '_mem', media)}"
+        f"<h3>Keyframes extracted</h3>{_figures(shot.keyframes, prefix + '_kf', media)}"
         f"</div></div></section>"
     )
 
@@ -311,7 +374,52 @@ def _guard(shot: ShotReport) -> str:
     )
 
 
-# --- entry point ---------------------------------------------------------------------------------
+# --- entry points --------------------------------------------------------------------------------
+
+
+def render_run(
+    story: Any,
+    shots: Sequence[ShotReport],
+    media: Media,
+    *,
+    metrics: Any = None,
+    entity_sheets: Mapping[str, Mapping[int, Sequence[ImageLike]]] | None = None,
+    sheet_assets: _Assets | None = None,
+    generator: str | None = None,
+) -> str:
+    """The run view: header, totals, metrics, entity sheets (file report only) and every shot, as
+    one ``<div class='run'>`` (the web app inserts it as it is; all user text is escaped here)."""
+    title = getattr(story, "title", "") or getattr(story, "id", "") or "Story"
+    story_id = getattr(story, "id", "")
+    overview = getattr(story, "overview", "")
+    scenes = {s.scene for s in shots if s.scene is not None}
+    totals = [
+        ("shots", len(shots)),
+        ("scenes", len(scenes) if scenes else len(getattr(story, "scenes", []) or [])),
+        (
+            "entities",
+            len(entity_sheets) if entity_sheets else len({_blueprint_name(b) for s in shots for b in s.blueprints}),
+        ),
+        ("keyframes", sum(len(s.keyframes) for s in shots)),
+        ("blueprint uses", sum(len(s.blueprints) for s in shots)),
+    ]
+    seconds = sum(sum(s.timings.values()) for s in shots)
+    if seconds:
+        totals.append(("seconds", round(seconds, 1)))
+    totals_html = "".join(f"<div class='total'><b>{_e(v)}</b>{_e(k)}</div>" for k, v in totals)
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sheets = _sheets_section(entity_sheets or {}, sheet_assets) if sheet_assets is not None else ""
+    return (
+        f"<div class='run'><header><h1>{_e(title)}</h1><div class='meta'>story {_e(story_id)} · generator"
+        f" {_e(generator or '–')} · {_e(created)}</div></header><main>"
+        f"<section aria-label='totals'><div class='totals'>{totals_html}</div>"
+        + (f"<p>{_e(overview)}</p>" if overview else "")
+        + "</section>"
+        + _metrics_section(metrics)
+        + sheets
+        + "".join(_shot_section(s, media) for s in shots)
+        + "</main></div>"
+    )
 
 
 def write_report(
@@ -324,8 +432,8 @@ def write_report(
     inline_images: bool = False,
     thumb: int = 320,
 ) -> Path:
-    """Write ``out_dir/report.html`` (images in ``out_dir/report_files/``, or inlined as data URIs
-    with ``inline_images``) and return its path.
+    """Write ``out_dir/report.html`` (images, poster frames included, in ``out_dir/report_files/``,
+    or inlined as data URIs with ``inline_images``) and return its path.
 
     ``story`` is a :class:`continuity.story.StoryScript` (or anything with ``id``/``title``);
     ``metrics`` a :class:`continuity.metrics.ConsistencyReport` or its ``to_json()`` dict;
@@ -335,36 +443,13 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     assets = _Assets(out, inline_images, thumb)
     title = getattr(story, "title", "") or getattr(story, "id", "") or "Story"
-    story_id = getattr(story, "id", "")
-    overview = getattr(story, "overview", "")
-    scenes = {s.scene for s in shots if s.scene is not None}
-    totals = [
-        ("shots", len(shots)),
-        ("scenes", len(scenes) if scenes else len(getattr(story, "scenes", []) or [])),
-        ("entities", len(entity_sheets or {})),
-        ("keyframes", sum(len(s.keyframes) for s in shots)),
-        ("blueprint uses", sum(len(s.blueprints) for s in shots)),
-    ]
-    seconds = sum(sum(s.timings.values()) for s in shots)
-    if seconds:
-        totals.append(("seconds", round(seconds, 1)))
-    totals_html = "".join(f"<div class='total'><b>{_e(v)}</b>{_e(k)}</div>" for k, v in totals)
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = (
-        f"<header><h1>{_e(title)}</h1><div class='meta'>story {_e(story_id)} · generator {_e(generator or '–')}"
-        f" · {_e(created)}</div></header><main>"
-        f"<section><div class='totals'>{totals_html}</div>"
-        + (f"<p>{_e(overview)}</p>" if overview else "")
-        + "</section>"
-        + _metrics_section(metrics)
-        + _sheets_section(entity_sheets or {}, assets)
-        + "".join(_shot_section(s, out, assets) for s in shots)
-        + "</main>"
+    body = render_run(
+        story, shots, assets, metrics=metrics, entity_sheets=entity_sheets, sheet_assets=assets, generator=generator
     )
     html_text = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_e(title)} · continuity report</title><style>{CSS}</style></head>"
+        f"<title>{_e(title)} · continuity report</title><style>body{{margin:0}}{report_css()}</style></head>"
         f"<body>{body}</body></html>\n"
     )
     path = out / "report.html"
@@ -379,4 +464,13 @@ def write_report(
     return path
 
 
-__all__ = ["ReportImage", "ShotReport", "write_report"]
+__all__ = [
+    "Media",
+    "ReportImage",
+    "ServedMedia",
+    "ShotReport",
+    "render_run",
+    "report_css",
+    "shot_number",
+    "write_report",
+]

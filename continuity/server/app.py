@@ -20,9 +20,10 @@ from .browser import BrowserGuardMiddleware
 from .docs import router as docs_router
 from .errors import ErrorHandlers, error_body
 from .limits import BODY_READ_TIMEOUT_S, MAX_UPLOAD_BYTES, BodyLimit, BodyLimitMiddleware
-from .routers import archive, entities, query, references, search, store, stories, verify
+from .routers import archive, entities, gallery, imports, names, query, references, runs, search, store, stories, verify
 from .state import AppState
 from .stories import StoryConflictError
+from .webapp import WebAppMiddleware, pages_app
 
 
 def _check_settings(api_key: str | None, max_upload_bytes: int, body_timeout_s: float) -> None:
@@ -60,7 +61,8 @@ def create_app(
     ``outputs_dir``: where committed story shots' files go (MP4, keyframe JPEGs, provenance), in
     ``<outputs_dir>/<library>/<story>/shots/``; by default ``<db>/_outputs`` for a local store and
     a folder in the user's cache (``~/.cache/continuity/outputs/<hash of the URI>``) otherwise.
-    ``/docs`` is a page that works offline and asks for the key itself (see :mod:`.docs`).
+    ``/docs`` is a page that works offline and asks for the key itself (see :mod:`.docs`); so is
+    the web app at ``/`` (see :mod:`.webapp`).
     """
     _check_settings(api_key, max_upload_bytes, body_timeout_s)
     limit = BodyLimit(max_upload_bytes, body_timeout_s)
@@ -74,7 +76,8 @@ def create_app(
     db_store = Store.open(db, create=True)
     keyring = KeyRing(db_store)
     app.state.continuity = AppState(db_store, limit, keyring, Path(outputs_dir) if outputs_dir is not None else None)
-    ErrorHandlers(http_413=limit.summary).install(app)
+    errors = ErrorHandlers(http_413=limit.summary)
+    errors.install(app)
     app.add_exception_handler(StoryConflictError, _story_conflict)
 
     # The middleware added last runs first: browser checks, then the key, then the body limits,
@@ -84,12 +87,15 @@ def create_app(
     if api_key is not None or keyring.has_active_keys():
         app.add_middleware(AuthMiddleware, authenticator=Authenticator(api_key, keyring))
         secured = [Depends(declare_bearer)]
+    # the web app's files are public (like /docs): served after the Host check, before the key check
+    app.add_middleware(WebAppMiddleware, pages=pages_app(errors))
     app.add_middleware(BrowserGuardMiddleware, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)
 
     app.include_router(store.public_router)
     app.include_router(docs_router)
-    routers = (store.router, entities.router, references.router, query.router, search.router, archive.router)
-    for router in (*routers, stories.router, verify.router):
+    routers = (store.router, gallery.router, names.router, entities.router, references.router, query.router)
+    web = (runs.router, imports.router)  # what the web app needs beyond the pipelines' API
+    for router in (*routers, search.router, archive.router, stories.router, verify.router, *web):
         app.include_router(router, dependencies=secured)
     return app
 

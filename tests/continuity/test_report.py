@@ -116,7 +116,7 @@ def test_report_sections(tmp_path, photos):
     text = "".join(_parse(path).text)
     assert "Consistency" in text and "CLIP-I across shots" in text and "Character count match (OCCM)" in text
     assert f"{metrics.occm:.2f}" in text
-    assert "Entities across shots" in text and "3 images in shots 0, 1" in text
+    assert "Entities across shots" in text and "3 images in shots 1, 2" in text
     assert "Shot 1" in text and "Shot 2" in text and "scene 1, shot 2" in text and "continues" in text
     assert "Enriched prompt" in text and "tabby, green eyes" in text and "seed 3" in text
     assert "sink: shot 0 frame 0" in text and "frame 12" in text and "scene location" in text
