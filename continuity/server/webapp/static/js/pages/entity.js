@@ -36,7 +36,7 @@ function referenceCard(library, entity, ref) {
   return h("li", { class: "ref", "data-source": ref.source },
     h("figure", {},
       h("div", { class: "frame" }, img, faceBox(ref)),
-      h("figcaption", {}, where, ref.view ? ` · view ${ref.view}` : "", ` · ${ref.width}×${ref.height}`, ref.face_box ? " · face found" : "",
+      h("figcaption", {}, where, ref.view ? ` · view ${ref.view}` : "", ref.original_name ? ` · ${ref.original_name}` : "", ` · ${ref.width}×${ref.height}`, ref.face_box ? " · face found" : "",
         " · ", h("a", { "data-href": imageUrl(library, ref.id), href: "#", onclick: openFull }, "full image"))));
 }
 
