@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from memstore.schema import Entity
 from memstore.validation import name_key
@@ -18,10 +18,35 @@ if TYPE_CHECKING:
     from .query import ShotQuery
 
 
-class Snapshot(NamedTuple):
-    version: int
-    by_id: dict[str, Entity]
-    matcher: NameMatcher
+class Snapshot:
+    """One entities-table version: the entities by id, the name matcher, ids by kind, and the
+    filter results of queries without a consent check (those depend on the clock: rights expire)."""
+
+    def __init__(self, version: int, by_id: dict[str, Entity], matcher: NameMatcher):
+        self.version = version
+        self.by_id = by_id
+        self.matcher = matcher
+        self.everyone = frozenset(by_id)
+        kinds: dict[str, list[str]] = {}
+        for eid, entity in by_id.items():
+            kinds.setdefault(entity.kind, []).append(eid)
+        self.by_kind: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in kinds.items()}
+        self.names = NameIndex(by_id)
+        self._allowed: dict[tuple[object, ...], frozenset[str]] = {}
+
+    def allowed(self, query: ShotQuery) -> tuple[frozenset[str], list[str]]:
+        """:func:`allowed_ids` of the query, kept per (kinds, tags) for queries without consent."""
+        if query.require_consent:
+            return allowed_ids(query, self.by_id)
+        if query.kinds is None and not query.tags:
+            return self.everyone, []
+        key = (tuple(query.kinds) if query.kinds is not None else None, tuple(query.tags))
+        found = self._allowed.get(key)
+        if found is None:
+            found = allowed_ids(query, self.by_id)[0]
+            if len(self._allowed) < 64:
+                self._allowed[key] = found
+        return found, []
 
 
 class EntityCatalog:
@@ -42,8 +67,30 @@ class EntityCatalog:
             return self._snapshot
 
 
-def find_entity(name: str, by_id: Mapping[str, Entity]) -> Entity | None:
-    """The entity with this id, else this name, else this alias (case-insensitive), or None."""
+class NameIndex:
+    """:func:`find_entity` by dictionary lookups: each name and alias key -> its first entity."""
+
+    def __init__(self, by_id: Mapping[str, Entity]):
+        self.by_id = by_id
+        self.names: dict[str, Entity] = {}
+        self.aliases: dict[str, Entity] = {}
+        for entity in by_id.values():
+            self.names.setdefault(name_key(entity.name), entity)
+            for alias in entity.aliases:
+                self.aliases.setdefault(name_key(alias), entity)
+
+    def find(self, name: str) -> Entity | None:
+        if name in self.by_id:
+            return self.by_id[name]
+        key = name_key(name)
+        return self.names.get(key) or self.aliases.get(key)
+
+
+def find_entity(name: str, by_id: Mapping[str, Entity], names: NameIndex | None = None) -> Entity | None:
+    """The entity with this id, else this name, else this alias (case-insensitive), or None.
+    ``names``: the same lookup prepared for ``by_id`` (the catalog's snapshot holds one)."""
+    if names is not None:
+        return names.find(name)
     if name in by_id:
         return by_id[name]
     key = name_key(name)

@@ -3,8 +3,9 @@ to the prompt, and MMR diversity; then the images of the chosen references only 
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,17 +22,64 @@ if TYPE_CHECKING:
 
 
 class ReferenceCache:
-    """Registered references (images included) of recently chosen entities, so that a story loop
-    does not re-read them every shot. An entry is valid while its entity is unchanged: the library
-    bumps an entity's ``updated`` whenever its registered references change, in this process or
-    another (the retriever's entity snapshot follows the entities table's version)."""
+    """Registered references of a library's entities (without images), and the images of recently
+    chosen references, so that a retrieve reads nothing from the store once warm.
 
-    def __init__(self, library: Library, size: int = 256):
+    A small library (at most ``preload_entities`` entities) is read whole, in one read, on first
+    use; a larger one entity by entity as they are chosen, keeping the last ``size``. An entry is
+    valid while its entity is unchanged: the library bumps an entity's ``updated`` whenever its
+    registered references change, in this process or another (the retriever's entity snapshot
+    follows the entities table's version), and a changed entity is read again on its own. Images
+    are kept by reference id (a reference's image bytes never change), up to ``image_bytes``."""
+
+    def __init__(
+        self, library: Library, size: int = 4096, *, preload_entities: int = 2048, image_bytes: int = 64 << 20
+    ):
         self.library = library
-        self.size = size
+        self.size = max(int(size), int(preload_entities))
+        self.preload_entities = int(preload_entities)
+        self.image_bytes = int(image_bytes)
         self._entries: OrderedDict[str, tuple[object, list[Reference]]] = OrderedDict()
+        self._images: OrderedDict[str, bytes | None] = OrderedDict()  # None: the row has no image
+        self._image_total = 0
+        self._preloaded = False
+        self._watch = library.store.watch("references")
+        self._columns: tuple[int, list[str]] | None = None  # (references-table version, vector columns)
+        self.reads = 0  # store reads of references (tests and benchmarks read it)
+        self._lock = threading.RLock()  # one retriever may serve several threads (the HTTP server)
+
+    def vector_columns(self) -> list[str]:
+        """The store's vector columns, read again only when the references table moved on."""
+        version = self._watch.version()
+        if self._columns is None or self._columns[0] != version:
+            self._columns = (version, list(self.library.store.vector_columns()))
+        return self._columns[1]
+
+    def preload(self, everyone: Mapping[str, Entity]) -> None:
+        """Read every registered reference of the library at once when it is small enough (first use only)."""
+        with self._lock:
+            self._preload(everyone)
+
+    def _preload(self, everyone: Mapping[str, Entity]) -> None:
+        if self._preloaded or not everyone or len(everyone) > self.preload_entities:
+            return
+        self._preloaded = True
+        self.reads += 1
+        refs = self.library.references(source="registered", with_vectors=True)
+        read = _by_entity(refs)
+        for eid, entity in everyone.items():
+            self._entries[eid] = (entity.updated, read.get(eid, []))
+        # their images too when even uncompressed they would fit the image budget (one more read)
+        if refs and sum(3 * max(r.width, 1) * max(r.height, 1) for r in refs) <= self.image_bytes:
+            self.reads += 1
+            for rid, data in self.library.images([r.id for r in refs]).items():
+                self._keep_image(rid, data)
 
     def registered(self, entities: Sequence[Entity]) -> dict[str, list[Reference]]:
+        with self._lock:
+            return self._registered(entities)
+
+    def _registered(self, entities: Sequence[Entity]) -> dict[str, list[Reference]]:
         out: dict[str, list[Reference]] = {}
         missing = []
         for entity in entities:
@@ -42,17 +90,50 @@ class ReferenceCache:
             else:
                 missing.append(entity)
         if missing:
+            self.reads += 1
             read = _by_entity(
-                self.library.references(
-                    entity_ids=[e.id for e in missing], source="registered", with_images=True, with_vectors=True
-                )
+                self.library.references(entity_ids=[e.id for e in missing], source="registered", with_vectors=True)
             )
             for entity in missing:
                 out[entity.id] = read.get(entity.id, [])
                 self._entries[entity.id] = (entity.updated, out[entity.id])
+                self._entries.move_to_end(entity.id)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
         return out
+
+    def images(self, ref_ids: Sequence[str]) -> dict[str, bytes | None]:
+        """Image bytes of these references: kept ones from memory, the others in one read."""
+        with self._lock:
+            return self._held_images(ref_ids)
+
+    def _held_images(self, ref_ids: Sequence[str]) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {}
+        todo = []
+        for rid in ref_ids:
+            if rid in self._images:
+                self._images.move_to_end(rid)
+                out[rid] = self._images[rid]
+            else:
+                todo.append(rid)
+        if todo:
+            self.reads += 1
+            read = self.library.images(todo)
+            for rid in todo:
+                if rid in read:  # a reference gone since is not remembered as imageless
+                    self._keep_image(rid, read[rid])
+            out.update(read)
+        return out
+
+    def _keep_image(self, rid: str, data: bytes | None) -> None:
+        size = len(data) if data is not None else 0
+        if size > self.image_bytes or rid in self._images:
+            return
+        self._images[rid] = data
+        self._image_total += size
+        while self._image_total > self.image_bytes or len(self._images) > 16 * self.size:
+            _, old = self._images.popitem(last=False)
+            self._image_total -= len(old) if old is not None else 0
 
 
 def choose_references(
@@ -77,8 +158,7 @@ def choose_references(
     if not entities or n <= 0:
         return {}
     by_entity = _candidates(library, entities, query, cache, keyframes)
-    vector_cols = list(library.store.vector_columns())
-    mmr_col = dense_column or (vector_cols[0] if vector_cols else None)
+    mmr_col = dense_column or _first_vector_column(library, cache)
     sources = [s for s in query.sources if s in SOURCES]
     eras = dict(query.eras)
     chosen: dict[str, list[Reference]] = {}
@@ -96,7 +176,12 @@ def choose_references(
         if mmr_col is not None and all(mmr_col in r.vectors for r in refs):
             vecs = np.stack([r.vectors[mmr_col] for r in refs])
         chosen[entity.id] = [refs[i] for i in mmr(rel, vecs, n)]
-    return _with_images(library, chosen)
+    return _with_images(library, chosen, cache)
+
+
+def _first_vector_column(library: Library, cache: ReferenceCache | None) -> str | None:
+    columns = cache.vector_columns() if cache is not None else list(library.store.vector_columns())
+    return columns[0] if columns else None
 
 
 def _candidates(
@@ -144,11 +229,13 @@ def _relevance(
     return value
 
 
-def _with_images(library: Library, chosen: dict[str, list[Reference]]) -> dict[str, list[Reference]]:
-    ids = [r.id for refs in chosen.values() for r in refs if r.image is None]  # cached ones have theirs
+def _with_images(
+    library: Library, chosen: dict[str, list[Reference]], cache: ReferenceCache | None
+) -> dict[str, list[Reference]]:
+    ids = [r.id for refs in chosen.values() for r in refs if r.image is None]  # harvested ones may carry theirs
     if not ids:
         return chosen
-    images = library.images(ids)
+    images = cache.images(ids) if cache is not None else library.images(ids)
     return {
         eid: [r if r.image is not None else r.model_copy(update={"image": images.get(r.id)}) for r in refs]
         for eid, refs in chosen.items()

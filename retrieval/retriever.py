@@ -3,10 +3,15 @@ and for each the reference images to condition on.
 
 Per query, each signal of the retriever's list (:mod:`retrieval.signals`) yields scored terms:
 the explicit cast, names/aliases (an in-memory matcher built per entities-table version), the
-story context, BM25 (the store's full-text index) and, with a text-capable embedder, CLIP
-text->image over the FAISS hot index and text->text over cached entity text vectors. The terms
-are fused (:mod:`retrieval.fusion`), cut to per-kind budgets, and only then are the chosen
-entities' references read, and the images of only the chosen references.
+story context, BM25 (the store's in-memory full-text index, :mod:`memstore.fts`) and, with a
+text-capable embedder, CLIP text->image over the FAISS hot index and text->text over cached entity
+text vectors. The terms are fused (:mod:`retrieval.fusion`), cut to per-kind budgets, and only then
+are the chosen entities' references taken, with the images of only the chosen references.
+
+Once warm a retrieve reads no table: the entity catalog, the BM25 postings and the registered
+references of a small library (images included, within a byte budget) are held per version, and
+each is checked by a stat of the table's version folder (:class:`memstore.store.VersionWatch`).
+A large library's references are read per chosen entity and kept (:class:`ReferenceCache`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from memstore.errors import InvalidInputError
 from memstore.schema import Entity, Reference
 from memstore.validation import KINDS, MAX_PROMPT_CHARS, SOURCES
 
-from .catalog import EntityCatalog, allowed_ids
+from .catalog import EntityCatalog
 from .context import StoryContext
 from .fusion import DEFAULT_BUDGETS, DEFAULT_MIN_SCORE, WEIGHTS, Evidence, apply_budgets, fuse, rank
 from .query import Hit, RetrievalResult, ShotQuery
@@ -86,7 +91,7 @@ class Retriever:
 
     ``text_embedder``: an embedder with a text tower (``has_text`` and ``embed_texts``), e.g. the
     open_clip one; when None, the library's first configured text-capable embedder is used, if any.
-    ``lexical=False`` turns BM25 off (it reads Lance per query; the other signals do not).
+    ``lexical=False`` turns BM25 off (the store's in-memory BM25 over entity text, built per entities version).
     ``signals`` replaces the built-in list (:func:`default_signals`); ``readers`` the readings that
     run after them (:func:`default_readers`; ``reading=False`` for none); ``weights`` overrides the
     weight of any term name, a custom signal's included."""
@@ -157,7 +162,7 @@ class Retriever:
         does), so they are not read from the store for every shot."""
         _check_query(query)
         snapshot = self._catalog.get()
-        allowed, notes = allowed_ids(query, snapshot.by_id)
+        allowed, notes = snapshot.allowed(query)
         given = SignalInput(
             query=query,
             context=context,
@@ -168,6 +173,8 @@ class Retriever:
             version=snapshot.version,
             text_embedder=self.text_embedder,
             notes=notes,
+            by_kind=snapshot.by_kind,
+            names=snapshot.names,
         )
         terms = self._terms(given)
         evidence = fuse(terms)
@@ -201,6 +208,7 @@ class Retriever:
         if not chosen or given.query.references_per_entity <= 0:
             return {}
         entities = [given.entities[eid] for eid, _, _ in chosen]
+        self._reference_cache.preload(given.entities)
         return choose_references(
             self.library,
             entities,

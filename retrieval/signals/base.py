@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from memstore.library import Library
     from memstore.schema import Entity
 
+    from ..catalog import NameIndex
     from ..context import StoryContext
     from ..mentions import Mention, NameMatcher
     from ..query import ShotQuery
@@ -72,6 +73,14 @@ class SignalInput:
     version: int  # of the entities table: the key of per-version caches
     text_embedder: TextEmbedder | None = None
     notes: list[str] = field(default_factory=list)  # where a signal says what it could not do, for the user
+    by_kind: Mapping[str, Sequence[str]] | None = None  # ids of each kind, when the caller holds them
+    names: NameIndex | None = None  # name and alias lookup of ``entities``, when the caller holds one
+
+    def of_kind(self, kind: str) -> Sequence[str]:
+        """Ids of every entity of this kind (allowed or not), without a scan when ``by_kind`` is given."""
+        if self.by_kind is not None:
+            return self.by_kind.get(kind, ())
+        return [eid for eid, e in self.entities.items() if e.kind == kind]
 
     @cached_property
     def mentions(self) -> list[Mention]:

@@ -18,7 +18,7 @@ class ExplicitCast:
     def terms(self, given: SignalInput) -> Iterator[Term]:
         query = given.query
         for name in tuple(query.cast or ()) + ((query.location,) if query.location else ()):
-            entity = find_entity(name, given.entities)
+            entity = find_entity(name, given.entities, given.names)
             if entity is None:
                 library = given.library.name
                 given.notes.append(f"'{name}' is not in library {library!r}; register it or fix the script")

@@ -23,7 +23,7 @@ class StoryContextSignal:
         if given.context is None:
             return
         query = given.query
-        characters = {i: e for i, e in given.entities.items() if e.kind == "character" and i in given.allowed}
+        characters = {i: given.entities[i] for i in given.of_kind("character") if i in given.allowed}
         mentioned = [m.entity_id for m in given.mentions]
         for r in given.context.resolve(query.prompt, characters, cut=query.cut, mentioned=mentioned):
             entity = given.entities.get(r.entity_id)

@@ -10,7 +10,7 @@ those by cosine. Nothing here imports torch; the embedder loads its model when f
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -96,7 +96,7 @@ class EntityTextVectors:
         names = ", ".join([entity.name, *entity.aliases])
         return f"{names}. {entity.description}".strip()
 
-    def vectors(self, library: str, version: int, entities: Sequence[Entity]) -> tuple[list[str], np.ndarray]:
+    def vectors(self, library: str, version: int, entities: Collection[Entity]) -> tuple[list[str], np.ndarray]:
         with self._lock:
             cached = self._cache.get(library)
             if cached is not None and cached[0] == version:
@@ -117,14 +117,19 @@ class EntityTextVectors:
             return ids, matrix
 
     def search(
-        self, library: str, version: int, entities: Sequence[Entity], query: np.ndarray, *, k: int
+        self, library: str, version: int, entities: Collection[Entity], query: np.ndarray, *, k: int
     ) -> list[DenseHit]:
+        """``entities`` is read only when the version moved on (a view of the catalog's dict is enough)."""
         ids, matrix = self.vectors(library, version, entities)
         if not ids:
             return []
         sims = matrix @ query.astype(np.float32)
-        order = np.argsort(-sims)[:k]
-        return [DenseHit(ids[i], float(sims[i])) for i in order]
+        if len(sims) > k:  # a partition, then a sort of k: tens of thousands of entities cost no full sort
+            top = np.argpartition(-sims, k - 1)[:k]
+            order = top[np.argsort(-sims[top], kind="stable")]
+        else:
+            order = np.argsort(-sims, kind="stable")
+        return [DenseHit(ids[i], float(sims[i])) for i in order.tolist()]
 
 
 class ClipDense:
@@ -157,7 +162,7 @@ class ClipDense:
             if h.entity_id in given.allowed:
                 evidence = cosine_evidence(h.score, self.ranges["clip_image"])
                 yield Term(h.entity_id, "clip_image", evidence, f"CLIP text->image {h.score:.2f}", h.score)
-        entities = list(given.entities.values())
+        entities = given.entities.values()
         for h in self.text_vectors.search(given.library.name, given.version, entities, qvec, k=self.text_k):
             if h.entity_id in given.allowed:
                 evidence = cosine_evidence(h.score, self.ranges["clip_text"])

@@ -100,7 +100,7 @@ class PlaceReading:
     def terms(self, given: SignalInput, found: Sequence[Term] = ()) -> Iterator[Term]:
         query = given.query
         reading = places.read(query.prompt)
-        locations = {i: e for i, e in given.entities.items() if e.kind == "location" and i in given.allowed}
+        locations = {i: given.entities[i] for i in given.of_kind("location") if i in given.allowed}
         yield from self._off_screen(given, reading)
         yield from self._props(given, locations, found)
         if query.location or not locations:
@@ -191,7 +191,7 @@ class PlaceReading:
         last = context.last_location
         # only where the script says which shots make a scene: a bare cut carries nothing
         new_scene = query.scene is not None and query.scene != context.scene
-        props = {i for i, e in given.entities.items() if e.kind == "prop"}
+        props = set(given.of_kind("prop"))
         # "Back in the sleigh": a vehicle or thing the shot is set in is a place of its own
         in_prop = any(
             m.entity_id in props and places.role_at(query.prompt, m.start)[0] == "setting" for m in given.mentions
@@ -239,8 +239,12 @@ class PlaceReading:
             around |= {i for i in (context.location, context.scene_place(given.query.scene)) if i is not None}
         inside = [locations[i] for i in around if i in locations]
         exterior = bool(EXTERIOR_CUES & prompt_words)
-        for eid, e in given.entities.items():
-            if e.kind != "prop" or eid not in given.allowed:
+        # only props some term speaks for: damping one that nothing found changes no result
+        # (and the library's other props, hundreds of them, would cost a term each per shot)
+        # (their evidence entries exist already: the order of these terms changes no order)
+        for eid in dict.fromkeys(t.entity_id for t in found):
+            e = given.entities.get(eid)
+            if e is None or e.kind != "prop" or eid not in given.allowed:
                 continue
             heads = {h for h in (places.head_of(n) for n in (e.name, *e.aliases)) if h}
             if eid not in mentioned and eid not in support and not heads & prompt_words:
