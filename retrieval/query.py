@@ -21,6 +21,8 @@ class ShotQuery:
     ``era`` picks the version of every entity ("armored", "season 2"); ``eras`` per entity name.
     ``sources`` orders (and limits) the references offered: registered before harvested keyframes
     unless asked otherwise.
+    ``view`` asks for references of that view (front, profile, back...); without it the prompt's
+    camera words ("from behind", "close-up") choose, and unlabelled references remain the fallback.
     ``scene`` is the shot's scene number in its script (shots of one scene share a place unless the
     prompt moves; a cut inside a scene is not a change of place); ``first_frame_prompt`` the
     script's description of the shot's first frame, read beside the prompt (ST-Bench has one).
@@ -42,6 +44,7 @@ class ShotQuery:
     sources: tuple[str, ...] = ("registered", "harvested")
     scene: int | None = None
     first_frame_prompt: str | None = None
+    view: str | None = None  # the view references should show (validation.VIEWS); else from camera words
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from memstore.schema import Entity, Reference
 from memstore.validation import SOURCES
 
 from .fusion import mmr
+from .views import view_bonus, wanted_views
 
 if TYPE_CHECKING:
     from memstore.library import Library
@@ -160,6 +161,7 @@ def choose_references(
     by_entity = _candidates(library, entities, query, cache, keyframes)
     mmr_col = dense_column or _first_vector_column(library, cache)
     sources = [s for s in query.sources if s in SOURCES]
+    views = wanted_views(query.prompt, query.first_frame_prompt, query.view)
     eras = dict(query.eras)
     chosen: dict[str, list[Reference]] = {}
     for entity in entities:
@@ -171,7 +173,7 @@ def choose_references(
             refs = in_era or [r for r in refs if r.era == "default"] or refs
         if not refs:
             continue
-        rel = [_relevance(r, sources, want, prompt_vector, dense_column) for r in refs]
+        rel = [_relevance(r, sources, want, prompt_vector, dense_column) + view_bonus(r.view, views) for r in refs]
         vecs = None
         if mmr_col is not None and all(mmr_col in r.vectors for r in refs):
             vecs = np.stack([r.vectors[mmr_col] for r in refs])

@@ -16,6 +16,7 @@ A large library's references are read per chosen entity and kept (:class:`Refere
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from memstore.errors import InvalidInputError
 from memstore.schema import Entity, Reference
-from memstore.validation import KINDS, MAX_PROMPT_CHARS, SOURCES
+from memstore.validation import KINDS, MAX_PROMPT_CHARS, SOURCES, clean_view
 
 from .catalog import EntityCatalog
 from .context import StoryContext
@@ -45,6 +46,7 @@ from .signals import (
     TextEmbedder,
     text_capable,
 )
+from .views import wanted_views
 
 if TYPE_CHECKING:
     from memstore.index import VectorIndex
@@ -181,6 +183,7 @@ class Retriever:
         chosen = self._within_budgets(evidence, terms, given)
         refs = self._references(chosen, given, keyframes)
         hits = [_hit(snapshot.by_id[eid], s, evidence[eid], refs.get(eid, ())) for eid, _, s in chosen]
+        hits = _with_view_reasons(hits, wanted_views(query.prompt, query.first_frame_prompt, query.view))
         return RetrievalResult(query=query, hits=tuple(hits), notes=tuple(notes))
 
     def _terms(self, given: SignalInput) -> list[Term]:
@@ -259,6 +262,21 @@ def _text_embedder(library: Library, given: TextEmbedder | None) -> TextEmbedder
     return given
 
 
+def _with_view_reasons(hits: list[Hit], wanted: Sequence[tuple[str, str]]) -> list[Hit]:
+    """Say which wanted view a hit's first reference of that view answers ("view 'back' for
+    'from behind'"); a hit without such a reference keeps its best one, silently."""
+    if not wanted:
+        return hits
+    out = []
+    for hit in hits:
+        shown = {r.view for r in hit.references}
+        match = next(((view, why) for view, why in wanted if view in shown), None)
+        if match is not None:
+            hit = dataclasses.replace(hit, reasons=(*hit.reasons, f"view {match[0]!r} for {match[1]!r}"))
+        out.append(hit)
+    return out
+
+
 def _check_query(query: object) -> None:
     if not isinstance(query, ShotQuery):
         raise InvalidInputError(f"retrieve expects a ShotQuery, got {type(query).__name__}")
@@ -276,6 +294,7 @@ def _check_query(query: object) -> None:
         bad = [k for k in query.kinds if k not in KINDS]
         if bad:
             raise InvalidInputError(f"kinds {bad} are unknown; expected some of {KINDS}")
+    clean_view(query.view)  # an unknown view is named with the views allowed
     bad_sources = [s for s in query.sources if s not in SOURCES]
     if bad_sources or not query.sources:
         raise InvalidInputError(f"sources {list(query.sources)} must be a non-empty order of {SOURCES}")
