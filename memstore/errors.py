@@ -102,6 +102,27 @@ class UnreachableStoreError(StoreError):
     """An object-store URI whose endpoint cannot be reached or refuses the request."""
 
 
+class BucketNotFoundError(UnreachableStoreError):
+    """An object-store URI whose bucket (or container) does not exist."""
+
+
+class StoreCredentialsError(UnreachableStoreError):
+    """The object store refused the credentials (unknown key, bad signature, access denied)."""
+
+
+class StoreBusyError(StoreError):
+    """Another writer held the store's write lease for longer than a writer waits."""
+
+
+class UnsafeCommitsError(StoreError):
+    """The object store cannot make Lance commits atomic (no conditional PUT), so concurrent
+    writers could overwrite each other's commits."""
+
+
+class UnsafeCommitsWarning(UserWarning):
+    """A store was opened on a backend whose commits were not verified to be atomic."""
+
+
 class ArchiveError(ContinuityError):
     """An export archive is corrupt, of an unknown format, or conflicts with the target store."""
 

@@ -14,12 +14,19 @@ recording the Lance version it reflects. On :meth:`sync`: same version -> nothin
 selector. The version check itself is cheap: a held table handle, and for local stores a stat of
 the table's ``_versions`` folder first (see :class:`memstore.store.VersionWatch`). Rows come through
 a :class:`RowSource`, so this module knows no store.
+
+For a remote store (``versioned``) the index is a cache on local disk that many processes of one
+node share: ONE file per table version (``<column>.v<version>.index.npz``: the FAISS bytes, the
+sidecar arrays and the meta together), written to a temp file and renamed, so a reader sees a
+whole cache of one version or none. A process loads the newest cache at or below the table's
+version and extends it (or rebuilds) from Lance; the two newest versions are kept.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +41,8 @@ AUTO_HNSW_ABOVE = 50_000
 AUTO_IVF_ABOVE = 250_000
 #: defaults of the search/build knobs; a library overrides them with config["index_params"]
 DEFAULT_PARAMS = {"efConstruction": 40, "efSearch": 64, "nprobe": 32, "train_per_list": 64}
+#: versioned caches kept per column: the newest, and the one before for a process still loading it
+CACHE_VERSIONS_KEPT = 2
 
 
 def choose_factory(factory: str, count: int) -> str:
@@ -75,8 +84,18 @@ class RowSource(Protocol):
 class VectorIndex:
     """One FAISS index; use :meth:`Store.index` to get one that is in step."""
 
-    def __init__(self, source: RowSource, folder: Path, *, factory: str = "auto", params: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        source: RowSource,
+        folder: Path,
+        *,
+        factory: str = "auto",
+        params: dict[str, Any] | None = None,
+        versioned: bool = False,
+    ):
         self.source = source
+        self.versioned = versioned
+        self.folder = folder
         self.column = source.column
         self.factory = factory
         self.params = {**DEFAULT_PARAMS, **(params or {})}
@@ -178,7 +197,7 @@ class VectorIndex:
         """Bring the index in step with the table (see module docstring)."""
         version = self.source.version()
         if self.index is None:
-            self._load()
+            self._load_cache(version) if self.versioned else self._load()
         if self.index is not None and self.version == version:
             return
         if self.index is None:
@@ -205,7 +224,20 @@ class VectorIndex:
         self._save()
 
     # --- persistence --------------------------------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "lance_version": self.version,
+            "factory": self.built_factory,
+            "count": len(self.keys),
+            "dim": self.dim,
+            "column": self.column,
+            "spec": self.source.spec,
+        }
+
     def _save(self) -> None:
+        if self.versioned:
+            self._save_cache()
+            return
         import faiss
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,6 +263,74 @@ class VectorIndex:
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
+
+    # --- the versioned cache of a remote store --------------------------------------------------
+    def cache_path(self, version: int) -> Path:
+        return self.folder / f"{self.column}.v{version:012d}.index.npz"
+
+    def cached_versions(self) -> list[int]:
+        """Table versions with a whole cache file on disk, newest first."""
+        pattern = re.compile(rf"^{re.escape(self.column)}\.v(\d{{12}})\.index\.npz$")
+        try:
+            names = os.listdir(self.folder)
+        except OSError:
+            return []
+        return sorted((int(m.group(1)) for n in names if (m := pattern.match(n))), reverse=True)
+
+    def _save_cache(self) -> None:
+        import faiss
+
+        assert self.version is not None, "a cache is saved after a build"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{self.column}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:  # one file: its rename publishes index, sidecar and meta at once
+                np.savez(
+                    f,
+                    index=faiss.serialize_index(self.index),
+                    keys=self.keys,
+                    kinds=self.kinds.astype(np.int8),
+                    codes=self.entity_codes.astype(np.int32),
+                    entity_ids=np.array(self.entity_ids, dtype="S64"),
+                    meta=np.frombuffer(json.dumps(self._meta()).encode(), dtype=np.uint8),
+                )
+            os.replace(tmp, self.cache_path(self.version))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        for old in self.cached_versions()[CACHE_VERSIONS_KEPT:]:
+            try:
+                self.cache_path(old).unlink()
+            except OSError:  # another process pruned it first
+                pass
+
+    def _load_cache(self, version: int) -> None:
+        """Load the newest whole cache at or below ``version`` (a newer one is of a table that was
+        made again); :meth:`sync` then extends it from Lance."""
+        import faiss
+
+        for cached in self.cached_versions():
+            if cached > version:
+                continue
+            try:
+                with np.load(self.cache_path(cached), allow_pickle=False) as side:
+                    meta = json.loads(side["meta"].tobytes())
+                    index = faiss.deserialize_index(side["index"])
+                    keys = side["keys"].astype(np.int64)
+                    kinds = side["kinds"].astype(np.int8)
+                    codes = side["codes"].astype(np.int32)
+                    entity_ids = [e.decode() for e in side["entity_ids"].tolist()]
+            except (OSError, ValueError, KeyError, RuntimeError):
+                continue  # pruned by another process meanwhile, or not ours: try an older one
+            if meta.get("spec") != self.source.spec or meta.get("dim") != self.dim or index.ntotal != len(keys):
+                continue
+            self.index, self.keys, self.kinds, self.entity_codes = index, keys, kinds, codes
+            self.entity_ids = entity_ids
+            self._entity_code = {e: i for i, e in enumerate(entity_ids)}
+            self._row_of = None
+            self.version = cached
+            self.built_factory = meta.get("factory")
+            return
 
     def _load(self) -> None:
         import faiss

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,20 +22,23 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 
+from . import remote
+from .commits import LEASE_SCHEMA, LEASE_TABLE, WriteLease, commits_are_atomic, seed_lease
 from .errors import (
     EmbedderMismatchError,
     InvalidInputError,
     NotAStoreError,
     StoreError,
-    UnreachableStoreError,
+    UnsafeCommitsError,
+    UnsafeCommitsWarning,
     first_line,
     store_error_of,
 )
 from .schema import CONFIG_SCHEMA, ENTITY_SCHEMA, SHOT_SCHEMA, TOKEN_SCHEMA, reference_schema, vector_field
+from .upgrade import FORMAT_VERSION, upgrade
 from .validation import clean_index_factory, clean_library, sql_int_in, sql_str
 
 T = TypeVar("T")
-FORMAT_VERSION = 1
 DEFAULT_DB = "./continuity-db"
 # Old versions are pruned every VERSION_PRUNE_EVERY commits of a table, keeping the newest
 # VERSIONS_KEPT and any younger than VERSION_GRACE (see Store._prune_versions).
@@ -48,19 +51,15 @@ os.environ.setdefault("LANCE_LOG", "error")
 os.environ.setdefault("RUST_LOG", "error")
 
 
-def _storage_options(uri: str) -> dict[str, Any]:
-    """Object-store options (timeouts, retries, endpoint) from CONTINUITY_STORAGE_OPTIONS, a JSON
-    object of strings, e.g. ``{"connect_timeout": "5s", "client_max_retries": "2"}``."""
-    text = os.environ.get("CONTINUITY_STORAGE_OPTIONS")
-    if _is_local(uri) or not text:
-        return {}
-    try:
-        options = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"CONTINUITY_STORAGE_OPTIONS is not JSON ({exc.msg}); give a JSON object") from None
-    if not isinstance(options, dict):
-        raise InvalidInputError("CONTINUITY_STORAGE_OPTIONS must be a JSON object of option names to strings")
-    return {"storage_options": {str(k): str(v) for k, v in options.items()}}
+def _storage_options(uri: str) -> dict[str, str]:
+    """Object-store options (endpoint, region, credentials, timeouts) of a URI; none for a folder.
+    See :mod:`memstore.remote` for where they come from."""
+    return {} if _is_local(uri) else remote.storage_options(uri)
+
+
+def _is_transport_error(text: str) -> bool:
+    """An object-store request that failed (not a commit conflict): Lance's client already retried it."""
+    return any(s in text for s in ("retryerror", "error sending request", "status: 40", "status: 50"))
 
 
 def _only_store_files(path: Path) -> bool:
@@ -69,6 +68,10 @@ def _only_store_files(path: Path) -> bool:
     ours = {".write.lock", "_faiss", *(f"{t}.lance" for t in (*TABLES, "shots"))}
     return all(p.name in ours for p in path.iterdir())
 
+
+#: object-store endpoints this process has seen commit atomically: conditional PUT is a property of
+#: the server, so the race of commits_are_atomic runs once per endpoint, not once per store
+_ATOMIC_ENDPOINTS: set[str] = set()
 
 #: bounds of the FAISS knobs a library config may set (config["index_params"])
 INDEX_PARAM_RANGE = (1, 4096)
@@ -207,6 +210,9 @@ class Store:
         self._text_index: Any = None
         self._writes: dict[str, int] = {}
         self._pruned_at: dict[str, int] = {}
+        # secrets stay in this dict (memory only): every error text passes remote.redact
+        self._options = _storage_options(uri)
+        self._lease = None if self._local else WriteLease(self._lease_table, self.retry, uri)
 
     # --- opening ------------------------------------------------------------------------------
     @classmethod
@@ -223,15 +229,62 @@ class Store:
                 )
             path.mkdir(parents=True, exist_ok=True)
         store = cls(uri, cls._connect(uri))
-        store._reach(store._table_names)
+        names = store._reach(store._table_names)
+        commits = store._check_commits(names)
         with store.write_lock():
             store._ensure_table("config", CONFIG_SCHEMA)
             if store.get_config("format") is None:  # also when a crash came between these two steps
                 store._set_config("format", {"version": FORMAT_VERSION})
+            if commits is not None:
+                store._set_config("commits", commits)
             store._ensure_table("entities", ENTITY_SCHEMA)
             store._ensure_table("references", reference_schema([]))
             store._ensure_table("tokens", TOKEN_SCHEMA)
         return store
+
+    def _check_commits(self, names: list[str]) -> dict[str, str] | None:
+        """For a remote store not yet checked: prove that its object store makes concurrent commits
+        atomic (before anything of the store is written), and return what to record in its config."""
+        if self._local:
+            return None
+        if "config" in names and (self.get_config("commits") or {}).get("checked") == "atomic":
+            return None
+        if remote.scheme_of(self.uri) not in remote.ATOMIC_COMMIT_SCHEMES:
+            return {"checked": "no", "why": f"Lance has no atomic commit on {remote.scheme_of(self.uri)}://"}
+        endpoint = remote.endpoint_of(self._options) or remote.scheme_of(self.uri)
+        if endpoint not in _ATOMIC_ENDPOINTS and not self._reach(lambda: commits_are_atomic(self.db, self._options)):
+            raise UnsafeCommitsError(
+                f"the object store behind {self.uri} overwrote a concurrent commit: it ignores conditional PUT"
+                " (If-None-Match), so writers on several machines would lose data; use a store that supports it,"
+                " or s3+ddb://bucket/prefix?ddbTableName=TABLE for a DynamoDB commit lock"
+            )
+        _ATOMIC_ENDPOINTS.add(endpoint)
+        return {"checked": "atomic", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    def _warn_unless_atomic(self) -> None:
+        """Say at open time when concurrent writers are not known to be safe on this store."""
+        if self._local:
+            return
+        commits = self.get_config("commits") or {}
+        if commits.get("checked") != "atomic":
+            why = commits.get("why") or "its object store was never checked for atomic commits"
+            warnings.warn(
+                f"{self.uri}: concurrent writers are not guaranteed safe ({why}); run one writer at a time,"
+                f" or run continuity init --db {self.uri} to check the object store",
+                UnsafeCommitsWarning,
+                stacklevel=3,
+            )
+
+    def _lease_table(self) -> Any:
+        """The one-row table that holds a remote store's write lease (made on first use)."""
+        try:
+            return self.table(LEASE_TABLE)
+        except Exception:  # noqa: BLE001 - missing: a store made before leases, or a fresh one
+            if LEASE_TABLE not in self._table_names():
+                self.db.create_table(LEASE_TABLE, schema=LEASE_SCHEMA, exist_ok=True)
+            table = self.table(LEASE_TABLE)
+            seed_lease(table)
+            return table
 
     def _ensure_table(self, name: str, schema: pa.Schema) -> None:
         """Create a table, or re-create one that a crash left half-made: its folder exists (so it
@@ -287,8 +340,8 @@ class Store:
                         f"{uri}: table {name!r} cannot be opened ({exc}); restore it from a backup or an export"
                     ) from None
         fmt = store.get_config("format", {}).get("version")
-        if fmt != FORMAT_VERSION:
-            raise StoreError(f"{uri} has store format {fmt}, this version reads format {FORMAT_VERSION}")
+        upgrade(store, fmt)  # format 1 stores gain format 2's columns
+        store._warn_unless_atomic()
         return store
 
     @staticmethod
@@ -297,10 +350,11 @@ class Store:
         import lancedb
 
         # Strong consistency: other processes' commits are seen at the next read.
+        options = _storage_options(uri)
         try:
-            return lancedb.connect(uri, read_consistency_interval=timedelta(0), **_storage_options(uri))
+            return lancedb.connect(uri, read_consistency_interval=timedelta(0), storage_options=options or None)
         except (OSError, ValueError, RuntimeError) as exc:
-            raise UnreachableStoreError(f"cannot open the store at {uri}: {first_line(exc, 200)}") from None
+            raise remote.remote_error(exc, uri, options) from None
 
     def _reach(self, fn: Callable[[], T]) -> T:
         """Run the first request to the store: an object store that cannot be reached (wrong
@@ -308,12 +362,9 @@ class Store:
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - lance and object_store raise ValueError, OSError, RuntimeError
-            if self._local:
+            if self._local or isinstance(exc, StoreError):
                 raise
-            raise UnreachableStoreError(
-                f"cannot reach the store at {self.uri}: {first_line(exc, 200)}; check the endpoint"
-                " (AWS_ENDPOINT_URL), credentials and network, or CONTINUITY_STORAGE_OPTIONS"
-            ) from None
+            raise remote.remote_error(exc, self.uri, self._options) from None
 
     def _table_names(self) -> list[str]:
         result = self.db.list_tables()
@@ -377,29 +428,51 @@ class Store:
     # --- the write lock -----------------------------------------------------------------------
     @contextlib.contextmanager
     def write_lock(self) -> Iterator[None]:
-        """Serialise writers. Local stores take an exclusive ``flock`` on ``<db>/.write.lock`` so
-        that checks (a name is free) and writes (the entity row) happen as one step across
-        processes. Object-store URIs have no such lock: run one writer per library there."""
+        """Serialise writers, so that checks (a name is free) and writes (the entity row) happen as
+        one step across processes. Local stores take an exclusive ``flock`` on ``<db>/.write.lock``;
+        remote stores, written from many machines that share no file, take the store's write lease
+        (:class:`memstore.commits.WriteLease`)."""
         with self._thread_lock:
-            if self._lock_depth == 0 and self._local:
-                path = _local_path(self.uri) / ".write.lock"
-                try:
-                    handle = open(path, "a+")
-                except OSError as exc:
-                    raise store_error_of(exc, f"the store at {self.uri}") or StoreError(
-                        f"cannot take the write lock {path}: {first_line(exc)}"
-                    ) from None
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                self._lock_file = handle
+            if self._lock_depth == 0:
+                self._take_write_lock()
             self._lock_depth += 1
             try:
                 yield
             finally:
+                if self._lock_depth == 1 and self._lease is not None:
+                    self._tidy_lease()
                 self._lock_depth -= 1
-                if self._lock_depth == 0 and self._lock_file is not None:
-                    fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-                    self._lock_file.close()
-                    self._lock_file = None
+                if self._lock_depth == 0:
+                    self._drop_write_lock()
+
+    def _take_write_lock(self) -> None:
+        if self._lease is not None:
+            self._reach(self._lease.acquire)
+            return
+        path = _local_path(self.uri) / ".write.lock"
+        try:
+            handle = open(path, "a+")
+        except OSError as exc:
+            raise store_error_of(exc, f"the store at {self.uri}") or StoreError(
+                f"cannot take the write lock {path}: {first_line(exc)}"
+            ) from None
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        self._lock_file = handle
+
+    def _drop_write_lock(self) -> None:
+        if self._lease is not None:
+            self._reach(self._lease.release)
+        elif self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _tidy_lease(self) -> None:
+        """Every lease is two commits of its table: compact and prune it like any table (while held)."""
+        try:
+            self.maybe_compact(LEASE_TABLE, max_fragments=8)
+        except Exception:  # noqa: BLE001 - a failed tidy leaves extra versions, never a wrong lease
+            return
 
     # --- configuration ------------------------------------------------------------------------
     def get_config(self, key: str, default: Any = None) -> Any:
@@ -484,7 +557,7 @@ class Store:
         """Where FAISS indexes live: beside the tables for a local store, in a cache otherwise."""
         if self._local:
             return _local_path(self.uri) / "_faiss"
-        digest = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+        digest = remote.cache_key(self.uri, self._options)
         return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "continuity" / "faiss" / digest
 
     def index(self, library: str, column: str) -> Any:
@@ -506,6 +579,7 @@ class Store:
                 self.index_dir() / library,
                 factory=config.get("index_factory", "auto"),
                 params=config.get("index_params") or {},
+                versioned=not self._local,
             )
         index = self._indexes[key]
         index.sync()
@@ -575,6 +649,8 @@ class Store:
                 if typed is not None:  # a full disk or a read-only store: retrying cannot help
                     raise typed from None
                 text = str(exc).lower()
+                if not self._local and "conflict" not in text and _is_transport_error(text):
+                    raise remote.remote_error(exc, self.uri, self._options) from None  # the client retried already
                 if attempt + 1 < attempts and ("conflict" in text or "retry" in text or "commit" in text):
                     time.sleep(delay)
                     delay *= 2
