@@ -37,3 +37,23 @@ def test_versions_younger_than_the_grace_are_kept(tmp_path, monkeypatch: pytest.
     before = len(store.table("config").list_versions())
     _commit_many(store, 100)
     assert len(store.table("config").list_versions()) == before + 100
+
+
+def test_a_big_references_table_gets_lookup_indexes_and_reads_stay_right(tmp_path, monkeypatch) -> None:
+    import numpy as np
+
+    monkeypatch.setattr(store_module, "LOOKUP_INDEX_ROWS", 10)
+    store = Store.init(tmp_path / "db")
+    library = store.library("default")
+    rng = np.random.default_rng(0)
+    ids = [
+        library.register(f"E{i}", "prop", images=[rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)]).id
+        for i in range(40)
+    ]
+    indexed = {c for index in store.references.list_indices() for c in index.columns}
+    assert {"entity_id", "id"} <= indexed
+    late = library.register("Late", "prop", images=[rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)])
+    for entity_id in (ids[3], late.id):  # indexed rows and a row appended after the index
+        refs = library.references(entity_ids=[entity_id], with_vectors=False)
+        assert [r.entity_id for r in refs] == [entity_id]
+        assert set(library.images([refs[0].id])) == {refs[0].id}
