@@ -15,8 +15,9 @@ from memstore.embedders import Embedder
 from memstore.library import Library
 from memstore.schema import Entity, Reference
 
-from .keyframes import detect_faces, face_embedder, frame_embed
-from .metrics import ConsistencyReport, consistency, face_embed_with
+from .keyframes import detect_faces, face_embedder, frame_embed, image_embedder
+from .metrics import ConsistencyReport, ShotFaces, consistency, face_embed_with
+from .thresholds import face_threshold
 
 if TYPE_CHECKING:
     from .runner import ShotRun, StoryRun
@@ -32,7 +33,7 @@ def finish_story(run: StoryRun, library: Library, *, fps: int, generator: str) -
     run.video = Path(concat_mp4(run.out_dir / "story.mp4", [s.video for s in run.shots], fps=fps))
     _sign_story(run, generator)
     appearances, entities = _appearances(run, library)
-    report = _metrics(run.shots, library, appearances, entities)
+    report = _metrics(run.shots, library, appearances, entities, generator)
     run.metrics = {**report.to_json(), "guard": guard_figures(run.shots)}
     (run.out_dir / "metrics.json").write_text(json.dumps(run.metrics, indent=2))
     run.report = _report(run, library, appearances, report, generator)
@@ -93,39 +94,68 @@ def _appearances(run: StoryRun, library: Library) -> tuple[Appearances, dict[str
 
 
 def _metrics(
-    shots: Sequence[ShotRun], library: Library, appearances: Appearances, entities: dict[str, Entity]
+    shots: Sequence[ShotRun], library: Library, appearances: Appearances, entities: dict[str, Entity], generator: str
 ) -> ConsistencyReport:
     characters = [e for e in entities.values() if e.kind == "character"]
     face = face_embedder(library)
     references: dict[str, list[np.ndarray]] = {}
-    counts: dict[int, tuple[int, int]] = {}
+    faces: dict[int, ShotFaces] | None = None
     if face is not None:
         for entity in characters:
             references[entity.name] = [
                 np.asarray(r.pil()) for r in library.references(entity, source="registered", with_images=True)
             ]
         if getattr(face, "detect_faces", None) is not None:
-            counts = _character_counts(shots, library, face)
+            faces = _shot_faces(shots, library, face)
     return consistency(
         appearances,
         embed=frame_embed(library),
         face_embed=face_embed_with(face) if face is not None else None,
         references=references,
-        character_counts=counts,
         face_entities=[e.name for e in characters],
+        image_embedder=image.spec if (image := image_embedder(library)) is not None else None,
+        generator=generator,
+        shot_faces=faces,
     )
 
 
-def _character_counts(shots: Sequence[ShotRun], library: Library, face: Embedder) -> dict[int, tuple[int, int]]:
-    """Shot index -> (faces detected in its most crowded keyframe, characters the shot asked for)."""
-    counts = {}
+def _shot_faces(shots: Sequence[ShotRun], library: Library, face: Embedder) -> dict[int, ShotFaces]:
+    """Shot index -> what OCCM counts (metrics.OCCM_DEFINITION): every face of each keyframe, the
+    characters whose registered references hold a face vector, and the faces of the shot's location
+    references (people in a location photo are scenery, not cast)."""
+    column, out = face.column_name, {}
+    scenery: dict[str, list[np.ndarray]] = {}  # a location's faces, detected once per run
     for shot in shots:
         frames = [np.asarray(k.pil()) for k in library.references(ids=[k.id for k in shot.keyframes], with_images=True)]
-        expected = len([h for h in shot.result.hits if h.entity.kind == "character"])
-        if frames:
-            detected = max(len([f for f in detect_faces(face, fr) if f.face_box is not None]) for fr in frames)
-            counts[shot.index] = (detected, expected)
-    return counts
+        if not frames:
+            continue
+        people = [h.entity for h in shot.result.hits if h.entity.kind == "character"]
+        places = [h.entity for h in shot.result.hits if h.entity.kind == "location"]
+        out[shot.index] = ShotFaces(
+            keyframe_faces=[[f.vector for f in detect_faces(face, fr) if f.face_box is not None] for fr in frames],
+            expected=sum(1 for e in people if _has_face(library, e, column)),
+            location_faces=[v for entity in places for v in _location_faces(library, face, entity, scenery)],
+            same_face=face_threshold(face),
+        )
+    return out
+
+
+def _location_faces(
+    library: Library, face: Embedder, entity: Entity, cache: dict[str, list[np.ndarray]]
+) -> list[np.ndarray]:
+    if entity.id not in cache:
+        cache[entity.id] = [
+            f.vector
+            for r in library.references(entity, source="registered", with_images=True)
+            for f in detect_faces(face, np.asarray(r.pil()))
+            if f.vector is not None
+        ]
+    return cache[entity.id]
+
+
+def _has_face(library: Library, entity: Entity, column: str) -> bool:
+    refs = library.references(entity, source="registered")
+    return any(column in r.vectors and bool(np.all(np.isfinite(r.vectors[column]))) for r in refs)
 
 
 def _pil(ref: Reference, images: dict[str, bytes]) -> Image.Image:

@@ -230,8 +230,9 @@ def _metrics_section(metrics: Any) -> str:
     if metrics is None:
         return ""
     data = metrics.to_json() if hasattr(metrics, "to_json") else dict(metrics)
+    similarity = _similarity_label(data)
     overall = [
-        ("CLIP-I across shots", data.get("clip_i")),
+        (f"{similarity} across shots", data.get("image_similarity", data.get("clip_i"))),
         ("Face: reference → shot", data.get("face_ref")),
         ("Face: shot → shot", data.get("face_shot")),
         ("Character count match (OCCM)", data.get("occm")),
@@ -241,19 +242,34 @@ def _metrics_section(metrics: Any) -> str:
     for name, ent in (data.get("entities") or {}).items():
         ent_rows += (
             f"<tr><td>{_e(name)}</td><td>{_e(_shots_text(ent.get('shots', [])))}</td>"
-            f"<td>{_e(_fmt(ent.get('clip_i')))}</td><td>{_e(ent.get('clip_i_pairs', 0))}</td>"
+            f"<td>{_e(_fmt(ent.get('image_similarity', ent.get('clip_i'))))}</td>"
+            f"<td>{_e(ent.get('image_similarity_pairs', ent.get('clip_i_pairs', 0)))}</td>"
             f"<td>{_e(_fmt(ent.get('face_ref')))}</td><td>{_e(_fmt(ent.get('face_shot')))}</td>"
             f"<td>{_e(_fmt(ent.get('faces_found')))}</td></tr>"
         )
     notes = "".join(f"<p class='muted'>{_e(n)}</p>" for n in data.get("notes") or [])
+    if data.get("occm_definition"):
+        notes += f"<p class='muted'>OCCM: {_e(data['occm_definition'])}</p>"
+    if data.get("occm_unscored_shots"):
+        notes += f"<p class='muted'>OCCM not scored (nothing to count): shots {_e(_shots_text(data['occm_unscored_shots']))}</p>"
+    caveat = f"<p class='caveat' role='note'><strong>{_e(data['caveat'])}</strong></p>" if data.get("caveat") else ""
     per_entity = ""
     if ent_rows:
         per_entity = (
             "<h3>Per entity</h3><table><tr><th scope='col'>Entity</th><th scope='col'>Shots</th>"
-            "<th scope='col'>CLIP-I</th><th scope='col'>Pairs</th><th scope='col'>Face ref</th>"
+            f"<th scope='col'>{_e(similarity)}</th><th scope='col'>Pairs</th><th scope='col'>Face ref</th>"
             f"<th scope='col'>Face shot</th><th scope='col'>Faces found</th></tr>{ent_rows}</table>"
         )
-    return f"<section id='metrics'><h2>Consistency</h2><table>{rows}</table>{per_entity}{notes}</section>"
+    return f"<section id='metrics'><h2>Consistency</h2>{caveat}<table>{rows}</table>{per_entity}{notes}</section>"
+
+
+def _similarity_label(data: Mapping[str, Any]) -> str:
+    """CLIP-I only when a CLIP model made the figure (metrics.json then carries ``clip_i``, as runs
+    from before the rename did); else the embedder that made it ("colour histogram")."""
+    if data.get("clip_i") is not None:
+        return "CLIP-I"
+    embedder = data.get("image_embedder") or ""
+    return f"Image similarity ({embedder})" if embedder else "Image similarity"
 
 
 def _sheets_section(entity_sheets: Mapping[str, Mapping[int, Sequence[ImageLike]]], assets: _Assets) -> str:

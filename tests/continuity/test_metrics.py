@@ -11,7 +11,15 @@ import pytest
 from PIL import Image
 
 from continuity.keyframes import tiny_embed
-from continuity.metrics import consistency, cross_shot_clip_i, face_embed_with, face_similarity, occm
+from continuity.metrics import (
+    ShotFaces,
+    character_count,
+    consistency,
+    cross_shot_clip_i,
+    face_embed_with,
+    face_similarity,
+    occm,
+)
 from memstore.errors import InvalidInputError
 
 
@@ -180,3 +188,72 @@ def test_face_embed_with_maps_nan_rows_to_none(photos):
 
     got = face_embed_with(Fake())([photos["astronaut"], photos["coffee"]])
     assert got[0].tolist() == [1, 0, 0] and got[1] is None
+
+
+# --- figures named for what they are (issue 20, item 12) ----------------------------------------
+
+
+def test_histogram_similarity_is_not_published_as_clip_i(photos):
+    appearances = {"Cat": {0: [photos["chelsea"]], 1: [_jitter(photos["chelsea"], 3)]}}
+    histogram = consistency(appearances, embed=tiny_embed, image_embedder="color-histogram").to_json()
+    assert "clip_i" not in histogram and histogram["image_embedder"] == "color-histogram"
+    assert histogram["image_similarity"] > 0.9 and "clip_i" not in histogram["entities"]["Cat"]
+    assert histogram["entities"]["Cat"]["image_similarity_pairs"] == 1
+    unnamed = consistency(appearances, embed=tiny_embed).to_json()  # an embedder nobody named is not CLIP either
+    assert "clip_i" not in unnamed and unnamed["image_embedder"] == "unnamed image embedder"
+    weightless = consistency(appearances).to_json()
+    assert "clip_i" not in weightless and "tiny_embed" in weightless["image_embedder"]
+
+
+def test_clip_similarity_is_published_as_clip_i_too(photos):
+    appearances = {"Cat": {0: [photos["chelsea"]], 1: [_jitter(photos["chelsea"], 3)]}}
+    js = consistency(appearances, embed=tiny_embed, image_embedder="open-clip:ViT-B-32:laion2b").to_json()
+    assert js["clip_i"] == js["image_similarity"] and js["entities"]["Cat"]["clip_i"] == js["image_similarity"]
+
+
+def test_animatic_metrics_carry_a_caveat(photos):
+    appearances = {"Cat": {0: [photos["chelsea"]], 1: [photos["chelsea"]]}}
+    animatic = consistency(appearances, generator="animatic").to_json()
+    assert animatic["generator"] == "animatic" and "compositor" in animatic["caveat"]
+    assert consistency(appearances, generator="ip-adapter").to_json()["caveat"] is None
+
+
+def test_occm_definition_is_in_the_json(photos):
+    appearances = {"Cat": {0: [photos["chelsea"]]}}
+    given = consistency(appearances, character_counts={0: (1, 1), 1: None}).to_json()
+    assert "as the caller counted" in given["occm_definition"]  # pairs handed in: the JSON claims no more
+    assert given["occm_per_shot"] == {"0": 100.0} and given["occm_unscored_shots"] == [1]  # None: not scored, not 100
+    face = _unit_vec(1, 0)
+    counted = consistency(appearances, shot_faces={0: ShotFaces([[face]], 1), 1: ShotFaces([[]], 0)}).to_json()
+    assert (
+        "location references" in counted["occm_definition"] and "props are never counted" in counted["occm_definition"]
+    )
+    assert counted["occm_per_shot"] == {"0": 100.0} and counted["occm_unscored_shots"] == [1]
+    assert consistency(appearances).to_json()["occm_definition"] is None  # no OCCM, no definition
+    with pytest.raises(InvalidInputError):
+        consistency(appearances, character_counts={0: (1, 1)}, shot_faces={0: ShotFaces([[face]], 1)})
+
+
+def _unit_vec(*values: float) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_faces_of_the_location_photo_are_not_counted_as_characters():
+    # a market photo with six people, composited behind one character: seven faces in the frame
+    crowd = [_unit_vec(*np.eye(8)[i]) for i in range(6)]
+    hero = _unit_vec(*np.eye(8)[7])
+    frame = [hero, *[c + 0.05 * hero for c in crowd]]  # the crowd, slightly changed by the compositing
+    assert occm(7, 1) < 1.0  # what counting every face scored
+    assert character_count([frame], 1, location_faces=crowd) == (1, 1)
+    assert character_count([frame], 1) == (7, 1)  # without the location's faces, all of them count
+
+
+def test_character_count_takes_the_most_crowded_keyframe_and_skips_the_uncountable():
+    a, b = _unit_vec(1, 0, 0), _unit_vec(0, 1, 0)
+    assert character_count([[a], [a, b], []], 2) == (2, 2)
+    assert character_count([[a, None]], 2) == (2, 2)  # a face without a vector is still a face
+    assert character_count([[], []], 0) is None  # a cat story: nothing a face detector can count
+    assert character_count([[a]], 0) == (1, 0)  # an unexpected person is an error, not unscored
+    with pytest.raises(InvalidInputError):
+        character_count([[a]], -1)

@@ -114,7 +114,9 @@ def test_report_sections(tmp_path, photos):
     story, shots, sheets, metrics = _fixture(tmp_path, photos)
     path = write_report(tmp_path / "run", story, shots, metrics=metrics, entity_sheets=sheets, generator="animatic")
     text = "".join(_parse(path).text)
-    assert "Consistency" in text and "CLIP-I across shots" in text and "Character count match (OCCM)" in text
+    assert "Consistency" in text and "Character count match (OCCM)" in text
+    # no CLIP made the similarity here (the weightless thumbnail embedder did): it is not called CLIP-I
+    assert "Image similarity (thumbnail+palette" in text and "CLIP-I" not in text
     assert f"{metrics.occm:.2f}" in text
     assert "Entities across shots" in text and "3 images in shots 1, 2" in text
     assert "Shot 1" in text and "Shot 2" in text and "scene 1, shot 2" in text and "continues" in text

@@ -96,3 +96,20 @@ def test_the_web_view_is_the_same_rendering_with_media_by_url(tmp_path, photos):
     web_text = "".join(parsed.text)
     for heading in ("Shot 1", "Shot 2", "Retrieved blueprints", "Memory keyframes used", "Keyframes extracted"):
         assert heading in web_text and heading in file_text
+
+
+def test_metrics_are_named_for_what_made_them_and_the_animatic_caveat_shows():
+    from continuity.report import _metrics_section
+
+    histogram = {
+        "image_similarity": 0.91,
+        "image_embedder": "color-histogram",
+        "caveat": "the animatic pastes the references: these figures measure the compositor",
+        "occm_definition": "characters only",
+        "occm_unscored_shots": [0],
+    }
+    html = _metrics_section(histogram)
+    assert "Image similarity (color-histogram)" in html and "CLIP-I" not in html
+    assert "measure the compositor" in html and "OCCM not scored (nothing to count): shots 1" in html
+    clip = _metrics_section({"image_similarity": 0.8, "clip_i": 0.8, "image_embedder": "open_clip:ViT-B-32"})
+    assert "CLIP-I across shots" in clip and "caveat" not in clip
