@@ -100,7 +100,9 @@ def test_a_typo_in_a_keyed_name_fails_before_any_render(cast):
 
 
 def test_the_hash_of_a_shot_without_the_new_fields_is_unchanged():
-    shot = parse_story({"id": "s", "scenes": [{"shots": [{"prompt": "Aria walks", "cast": ["Aria"]}]}]}).scenes[0].shots[0]
+    shot = (
+        parse_story({"id": "s", "scenes": [{"shots": [{"prompt": "Aria walks", "cast": ["Aria"]}]}]}).scenes[0].shots[0]
+    )
     before = {  # a shot's fields as the store's earlier shot hashes were computed over them
         "index": 1,
         "prompt": "Aria walks",
