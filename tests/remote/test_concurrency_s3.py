@@ -65,12 +65,13 @@ def _ops(result: dict) -> int:
     )
 
 
-@pytest.mark.slow  # ~3 min on 2 busy cores: moto answers 4 processes from one Python process
+@pytest.mark.slow  # ~45 s on 2 cores: moto answers 5 processes from one Python process
 def test_writers_and_a_reader_on_s3(s3, tmp_path):
-    result = run_s3_workers(s3.uri, tmp_path, "mixed", workers=3, ops=12, seed=5, reader=True)
+    # 4 writers as in the 4 x 100 test below, few operations each so that CI can afford it
+    result = run_s3_workers(s3.uri, tmp_path, "mixed", workers=4, ops=4, seed=5, reader=True)
     report = check_mixed(s3.uri, result)
     _assert_clean(report)
-    assert report["entities"] == _expected_entities(result) > 0 and _ops(result) == 36
+    assert report["entities"] == _expected_entities(result) > 0 and _ops(result) == 16
     assert result["reader"]["reads"] > 0
 
 
@@ -91,7 +92,7 @@ def test_racing_registrations_of_one_name_on_s3_have_one_winner(s3, tmp_path):
 @pytest.mark.skipif(
     os.environ.get("CONTINUITY_LONG_TESTS") != "1",
     reason="4 x 100 writes through one moto process take 15+ min on 2 cores (the lease serialises them);"
-    " set CONTINUITY_LONG_TESTS=1 to run it (CI runs the 3 x 12 and the name race above)",
+    " set CONTINUITY_LONG_TESTS=1 to run it (CI runs the 4 x 4 and the name race above)",
 )
 def test_four_writers_a_hundred_operations_each_on_s3(s3, tmp_path):
     result = run_s3_workers(s3.uri, tmp_path, "mixed", workers=4, ops=100, seed=17, reader=True)
