@@ -241,14 +241,7 @@ class VectorIndex:
         import faiss
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "lance_version": self.version,
-            "factory": self.built_factory,
-            "count": len(self.keys),
-            "dim": self.dim,
-            "column": self.column,
-            "spec": self.source.spec,
-        }
+        meta = self._meta()
         # Write each file to a temp name and rename, meta last: a reader never sees a torn index.
         for target, write in (
             (self.path, lambda p: faiss.write_index(self.index, str(p))),

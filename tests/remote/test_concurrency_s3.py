@@ -5,49 +5,18 @@ are the local concurrency test's (tests/memstore/workers/writer.py), pointed at 
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-from memstore.store import Store
 from tests.memstore.test_concurrency import CLEAN
-from tests.memstore.workers.harness import _wait_ready, check_mixed, spawn
+from tests.memstore.workers.harness import check_mixed, run_workers
 
 
 def run_s3_workers(uri: str, folder: Path, mode: str, *, workers: int, ops: int, seed: int, reader: bool) -> dict:
-    """Like the local harness's run_workers, for a store URI: logs go to ``folder``."""
-    Store.init(uri)
-    outs = [folder / f"{mode}-{i}.json" for i in range(workers)]
-    procs = [spawn("writer", mode, uri, i, ops, seed * 1000 + i, out, stdin=True) for i, out in enumerate(outs)]
-    reader_out = folder / "reader.json"
-    if reader:
-        procs.append(spawn("writer", "reader", uri, 99, 0, seed, reader_out, stdin=True))
-    try:
-        for proc in procs:
-            _wait_ready(proc)
-        started = time.perf_counter()
-        for proc in procs:
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        for proc in procs[:workers]:
-            proc.wait(timeout=900)
-        seconds = time.perf_counter() - started
-        if reader:
-            Path(str(reader_out) + ".stop").touch()
-            procs[-1].wait(timeout=300)
-        for proc in procs:
-            if proc.returncode != 0:
-                raise RuntimeError(f"worker failed ({proc.returncode}): {proc.stderr.read()[-3000:]}")
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    logs = [json.loads(out.read_text()) for out in outs]
-    return {"logs": logs, "reader": json.loads(reader_out.read_text()) if reader else None, "seconds": seconds}
+    """The local harness's run_workers on a store URI; logs go to ``folder``."""
+    return run_workers(uri, mode, workers=workers, ops=ops, seed=seed, reader=reader, timeout=900, logs=folder)
 
 
 def _assert_clean(report: dict) -> None:

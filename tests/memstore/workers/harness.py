@@ -43,14 +43,26 @@ def _wait_ready(proc: subprocess.Popen, timeout: float = 120) -> None:
 
 
 # --- concurrency -----------------------------------------------------------------------------------
-def run_workers(db: Path, mode: str, *, workers: int, ops: int, seed: int, reader: bool, timeout: float = 600) -> dict:
-    """Start ``workers`` writers (and a reader), release them at once, wait, return their logs."""
+def run_workers(
+    db: Path | str,
+    mode: str,
+    *,
+    workers: int,
+    ops: int,
+    seed: int,
+    reader: bool,
+    timeout: float = 600,
+    logs: Path | None = None,
+) -> dict:
+    """Start ``workers`` writers (and a reader), release them at once, wait, return their logs.
+    ``db`` is a store folder or URI (an ``s3://`` one needs ``logs``, the folder for the workers' logs)."""
     from memstore.store import Store
 
     Store.init(db)
-    outs = [db.parent / f"{db.name}-{mode}-{i}.json" for i in range(workers)]
+    folder, stem = (logs, "store") if logs is not None else (Path(db).parent, Path(db).name)
+    outs = [folder / f"{stem}-{mode}-{i}.json" for i in range(workers)]
     procs = [spawn("writer", mode, db, i, ops, seed * 1000 + i, out, stdin=True) for i, out in enumerate(outs)]
-    reader_out = db.parent / f"{db.name}-reader.json"
+    reader_out = folder / f"{stem}-reader.json"
     if reader:
         procs.append(spawn("writer", "reader", db, 99, 0, seed, reader_out, stdin=True))
     try:
@@ -65,7 +77,7 @@ def run_workers(db: Path, mode: str, *, workers: int, ops: int, seed: int, reade
         seconds = time.perf_counter() - started
         if reader:
             Path(str(reader_out) + ".stop").touch()
-            procs[-1].wait(timeout=120)
+            procs[-1].wait(timeout=max(120, timeout / 3))
         for proc in procs:
             if proc.returncode != 0:
                 raise RuntimeError(f"worker failed ({proc.returncode}): {proc.stderr.read()[-3000:]}")
