@@ -43,9 +43,9 @@ T = TypeVar("T")
 DEFAULT_DB = "./continuity-db"
 # Old versions are pruned every VERSION_PRUNE_EVERY commits of a table, keeping the newest
 # VERSIONS_KEPT and any younger than VERSION_GRACE (see Store._prune_versions).
-VERSION_PRUNE_EVERY = 128
+VERSION_PRUNE_EVERY = 256
 VERSIONS_KEPT = 64
-VERSION_GRACE = timedelta(seconds=10)
+VERSION_GRACE = timedelta(seconds=30)
 # columns each table is looked up by, indexed once the table holds LOOKUP_INDEX_ROWS rows
 LOOKUP_INDEXES = {"references": ("entity_id", "id")}
 LOOKUP_INDEX_ROWS = 20_000
