@@ -53,6 +53,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_retrieval_quality import script_query  # noqa: E402
 from continuity.keyframes import KeyframeWriter  # noqa: E402
 from memstore.library import Library  # noqa: E402
 from memstore.schema import Entity, Reference  # noqa: E402
@@ -179,15 +180,7 @@ def st_bench_story(name: str, story: dict[str, Any], library: Library) -> tuple[
     script = load_story(SHARED / f"{name}.json")
     retriever, context, shots = Retriever(library), StoryContext(), []
     for (index, scene, shot), truth in zip(script.iter_shots(), story["shots"], strict=True):
-        query = ShotQuery(
-            prompt=shot.prompt,
-            story_id=script.id,
-            shot_index=index,
-            cut=shot.cut,
-            scene=scene.index,
-            first_frame_prompt=shot.first_frame_prompt,
-        )
-        result = retriever.retrieve(query, context)
+        result = retriever.retrieve(script_query(script, index, scene, shot), context)
         context.update(result)
         shows = frozenset(by_name[n].id for n in truth if by_name[n].kind in NEEDED_KINDS)
         shots.append(ShotTruth(shows, result))

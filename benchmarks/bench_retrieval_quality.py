@@ -85,10 +85,24 @@ def names_only(prompt: str, entities: Iterable[dict[str, Any]]) -> set[str]:
     return found
 
 
+def script_query(script: Any, index: int, scene: Any, shot: Any) -> Any:
+    """The retriever's query for one shot of a loaded story script, as a story run asks it."""
+    from retrieval import ShotQuery
+
+    return ShotQuery(
+        prompt=shot.prompt,
+        story_id=script.id,
+        shot_index=index,
+        cut=shot.cut,
+        scene=scene.index,
+        first_frame_prompt=shot.first_frame_prompt,
+    )
+
+
 def evaluate_story(name: str, annotation: dict[str, Any], shared: Path = SHARED) -> dict[str, Any]:
     from continuity.story import load_story
     from memstore.store import Store
-    from retrieval import Retriever, ShotQuery, StoryContext
+    from retrieval import Retriever, StoryContext
 
     script = load_story(shared / f"{name}.json")
     shots = list(script.iter_shots())
@@ -111,15 +125,7 @@ def evaluate_story(name: str, annotation: dict[str, Any], shared: Path = SHARED)
                 if mode == "names_only":
                     predicted = names_only(shot.prompt, annotation["entities"])
                 else:
-                    query = ShotQuery(
-                        prompt=shot.prompt,
-                        story_id=script.id,
-                        shot_index=index,
-                        cut=shot.cut,
-                        scene=scene.index,
-                        first_frame_prompt=shot.first_frame_prompt,
-                    )
-                    result = retriever.retrieve(query, context)
+                    result = retriever.retrieve(script_query(script, index, scene, shot), context)
                     if context is not None:
                         context.update(result)
                     predicted = set(result.names())
