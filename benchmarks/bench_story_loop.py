@@ -216,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results: dict[str, Any] = {
         "what": "per-shot loop overhead of StoryRunner (outside generate() and the MP4 encode), flatness, resume",
-        "command": "python benchmarks/bench_story_loop.py " + " ".join(f"--shots {n}" for n in args.shots),
+        "command": "python benchmarks/bench_story_loop.py --shots " + " ".join(str(n) for n in args.shots),
         "commit": commit(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": os.getloadavg()},
         "goals": {"overhead_median_ms": 20, "late_over_early": 1.2, "resume_10k_s": 15},
         "runs": [],
     }
@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             report = run(shots, Path(folder))
         print(json.dumps(report, indent=2))
         results["runs"].append(report)
+    results["machine"]["load_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return 0

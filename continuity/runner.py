@@ -161,6 +161,29 @@ class StoryRunner:
         )
         done = self.library.shots.hashes(story.id)
         fast = FastResume(self.library, story.id, self.config)
+        try:
+            runs = self._shots(story, session, fast, done, generator, stop_after)
+        finally:  # one commit for the records journalled since the last fold (memstore.journal)
+            self.library.shots.flush()
+        run = StoryRun(story, self.out_dir, runs)
+        if runs:
+            from .finish import finish_story, keep_finished
+
+            unchanged = stop_after is None and all(s.skipped for s in runs)
+            if not (unchanged and keep_finished(run)):
+                finish_story(run, self.library, fps=self.config.fps, generator=self.config.generator)
+        return run
+
+    def _shots(
+        self,
+        story: StoryScript,
+        session: StorySession,
+        fast: FastResume,
+        done: dict[int, str],
+        generator: Any,
+        stop_after: int | None,
+    ) -> list[ShotRun]:
+        """Each shot in order: resumed from its record, resumed after planning, or made."""
         runs: list[ShotRun] = []
         for index, scene, shot in story.iter_shots():
             if stop_after is not None and index >= stop_after:
@@ -180,14 +203,7 @@ class StoryRunner:
                     runs.append(self.make(session, plan, generator, started))
             if self.progress:
                 self.progress(index + 1, story.num_shots, "resumed" if runs[-1].skipped else "generated")
-        run = StoryRun(story, self.out_dir, runs)
-        if runs:
-            from .finish import finish_story, keep_finished
-
-            unchanged = stop_after is None and all(s.skipped for s in runs)
-            if not (unchanged and keep_finished(run)):
-                finish_story(run, self.library, fps=self.config.fps, generator=self.config.generator)
-        return run
+        return runs
 
     def resume_recorded(
         self, session: StorySession, fast: FastResume, record: ShotRecord, scene: Scene, shot: Shot

@@ -35,6 +35,7 @@ from .errors import (
     first_line,
     store_error_of,
 )
+from .journal import JOURNAL_FILE, ShotJournal
 from .schema import CONFIG_SCHEMA, ENTITY_SCHEMA, SHOT_SCHEMA, TOKEN_SCHEMA, reference_schema, vector_field
 from .upgrade import FORMAT_VERSION, upgrade
 from .validation import clean_index_factory, clean_library, sql_int_in, sql_str
@@ -69,7 +70,7 @@ def _is_transport_error(text: str) -> bool:
 def _only_store_files(path: Path) -> bool:
     """True when a folder holds nothing but what an interrupted ``init`` leaves: the write lock
     and table folders of ours. Anything else means it is someone else's folder."""
-    ours = {".write.lock", "_faiss", *(f"{t}.lance" for t in (*TABLES, "shots"))}
+    ours = {".write.lock", "_faiss", JOURNAL_FILE, *(f"{t}.lance" for t in (*TABLES, "shots"))}
     return all(p.name in ours for p in path.iterdir())
 
 
@@ -215,6 +216,7 @@ class Store:
         self._writes: dict[str, int] = {}
         self._pruned_at: dict[str, int] = {}
         self._lookup_indexed: set[str] = set()
+        self._shot_journal: ShotJournal | None = None
         # secrets stay in this dict (memory only): every error text passes remote.redact
         self._options = _storage_options(uri)
         self._lease = None if self._local else WriteLease(self._lease_table, self.retry, uri)
@@ -405,6 +407,15 @@ class Store:
             with self.write_lock():
                 self._ensure_table("shots", SHOT_SCHEMA)  # missing, or half-made by a crash
         return self.table("shots")
+
+    @property
+    def shot_journal(self) -> ShotJournal | None:
+        """Shot records not yet folded into ``shots`` (local stores only; see memstore.journal)."""
+        if not self._local:
+            return None
+        if self._shot_journal is None:
+            self._shot_journal = ShotJournal(_local_path(self.uri) / JOURNAL_FILE)
+        return self._shot_journal
 
     @property
     def keys(self) -> Any:
