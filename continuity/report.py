@@ -50,6 +50,9 @@ class ReportImage:
     image: ImageLike | None = None
     caption: str = ""
     url: str | None = None  # where the web app fetches it (ServedMedia); the file report needs ``image``
+    # the stored image it shows (a reference id): the file report writes each once, however many
+    # shots remembered it (a long story's memory frames are its earlier keyframes, ten a shot)
+    key: str | None = None
 
 
 @dataclass
@@ -147,14 +150,20 @@ class _Assets:
 
     def __init__(self, out_dir: Path, inline: bool, thumb: int) -> None:
         self.out_dir, self.inline, self.thumb = out_dir, inline, thumb
+        self.written: dict[str, str] = {}  # ReportImage.key -> its src
         self.dir = out_dir / ASSETS
         if not inline:
             self.dir.mkdir(parents=True, exist_ok=True)
 
     def image(self, item: ReportImage, name: str) -> str:
+        if item.key is not None and item.key in self.written:
+            return self.written[item.key]
         if item.image is None:
             raise ValueError(f"report image {item.caption!r} has no pixels; the file report needs ReportImage.image")
-        return self.src(item.image, name)
+        src = self.src(item.image, name)
+        if item.key is not None:
+            self.written[item.key] = src
+        return src
 
     def video(self, shot: ShotReport) -> tuple[str, str] | None:
         if shot.video is None:

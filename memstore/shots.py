@@ -162,8 +162,9 @@ class ShotLog:
         return sorted(pending | set(table.column("story_id").to_pylist()))
 
     def add(self, record: ShotRecord) -> None:
-        """Record a finished shot: durable when this returns. Local stores journal it (one fsync'd
-        line; see memstore.journal) and fold every FOLD_EVERY records; remote stores commit it."""
+        """Record a finished shot (it outlives this process when this returns). Local stores
+        journal it (one line; see memstore.journal) and fold every FOLD_EVERY records; remote
+        stores commit it."""
         if record.library != self.library.name:
             raise ValueError(f"record of library {record.library!r} given to the shot log of {self.library.name!r}")
         journal = self.store.shot_journal

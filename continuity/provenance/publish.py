@@ -147,6 +147,17 @@ def watermarked(frames: Any, library: str, story_id: str, index: int, input_hash
     return wid, embed_frames(frames, wid)
 
 
+def _remove_keyframe_images(video: Path) -> None:
+    """Remove a previous render's keyframe JPEGs of this shot. They are numbered from 0 without
+    gaps and removed last first (a crash midway leaves them so), so counting stops at the first
+    missing one: a glob listed the whole shots folder, which a 10,000-shot story fills with 30,000
+    files, for every shot."""
+    old = [video.parent / f"{video.stem}.keyframe_{n}.jpg" for n in range(64)]  # a shot has a handful
+    count = next((n for n, path in enumerate(old) if not path.exists()), len(old))
+    for path in reversed(old[:count]):
+        path.unlink(missing_ok=True)
+
+
 def write_keyframe_images(video: Path, frames: Any, frame_indexes: Iterable[int | None]) -> list[tuple[Path, str]]:
     """The shot's keyframes as JPEGs beside its MP4 (``shot_000.keyframe_0.jpg``, ...), in frame
     order, replacing any a previous render of the shot left; returns (path, "keyframe") pairs."""
@@ -155,8 +166,7 @@ def write_keyframe_images(video: Path, frames: Any, frame_indexes: Iterable[int 
 
     from memstore.files import publish
 
-    for old in video.parent.glob(f"{video.stem}.keyframe_*.jpg"):
-        old.unlink(missing_ok=True)
+    _remove_keyframe_images(video)
     written = []
     picks = sorted({int(i) for i in frame_indexes if i is not None and 0 <= int(i) < len(frames)})
     for n, frame_index in enumerate(picks):

@@ -137,3 +137,19 @@ def test_output_outside_base_keeps_its_path(tmp_path):
     f.write_bytes(b"x")
     out = output_file(f, base_dir=tmp_path / "run", kind="keyframe")
     assert out.path == str(f) and out.kind == "keyframe"
+
+
+def test_a_rerender_replaces_every_keyframe_image_of_the_shot_and_no_other(tmp_path):
+    import numpy as np
+
+    from continuity.provenance.publish import write_keyframe_images
+
+    video = tmp_path / "shot_007.mp4"
+    frames = np.zeros((6, 8, 8, 3), dtype=np.uint8)
+    assert len(write_keyframe_images(video, frames, [0, 2, 4])) == 3
+    neighbour = tmp_path / "shot_0070.keyframe_0.jpg"  # another shot whose name starts alike
+    neighbour.write_bytes(b"kept")
+    written = write_keyframe_images(video, frames, [1, 5])
+    assert sorted(p.name for p, _ in written) == ["shot_007.keyframe_0.jpg", "shot_007.keyframe_1.jpg"]
+    assert sorted(p.name for p in tmp_path.glob("shot_007.keyframe_*.jpg")) == [p.name for p, _ in written]
+    assert neighbour.read_bytes() == b"kept"

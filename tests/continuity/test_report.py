@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from continuity.metrics import consistency
@@ -171,3 +172,19 @@ def test_shot_report_from_manifest(tmp_path, photos):
     story = parse_story({"id": "s", "scenes": [{"shots": ["x"]}]})
     html = write_report(run, story, [shot]).read_text()
     assert "href='shots/s.mp4'" in html and "&lt;script&gt;" in html and "Shot 5" in html
+
+
+def test_a_remembered_keyframe_is_written_once_and_shown_from_that_file(tmp_path, photos):
+    story = parse_story({"id": "mem", "scenes": [{"shots": [{"prompt": "A cat sits"}, {"prompt": "It naps"}]}]})
+    first = ReportImage(photos["chelsea"], "frame 0", key="ref-1")
+    later = [ReportImage(None, "shot 1 frame 0", key="ref-1"), ReportImage(None, "shot 1 frame 0", key="ref-1")]
+    shots = [
+        ShotReport(index=0, prompt="A cat sits", keyframes=[first]),
+        ShotReport(index=1, prompt="It naps", memory=later, keyframes=[ReportImage(photos["coffee"], "frame 0")]),
+    ]
+    page = write_report(tmp_path / "run", story, shots)
+    sources = [a["src"] for tag, a in _parse(page).tags if tag == "img" and "frame 0" in a.get("alt", "")]
+    assert len(sources) == 4 and sources[0] == sources[1] == sources[2] != sources[3]
+    assert len(list((tmp_path / "run" / "report_files").iterdir())) == 2  # chelsea once, coffee once
+    with pytest.raises(ValueError, match="no pixels"):  # a key never written cannot be shown
+        write_report(tmp_path / "bad", story, [ShotReport(index=0, prompt="x", memory=[later[0]])])
