@@ -150,9 +150,13 @@ def run(shots: int, folder: Path) -> dict[str, Any]:
     instrument(runner, timer)
     last = [time.perf_counter()]
 
+    samples: list[tuple[int, float]] = []  # (shots done, RSS): growth that levels off is caches
+
     def progress(done: int, total: int, what: str) -> None:
         now = time.perf_counter()
         timer.end_shot(now - last[0])
+        if done % max(1, total // 10) == 0:
+            samples.append((done, round(rss_mb(), 1)))
         last[0] = now
 
     runner.progress = progress
@@ -176,6 +180,7 @@ def run(shots: int, folder: Path) -> dict[str, Any]:
             "before": round(rss_before, 1),
             "after": round(rss_after, 1),
             "growth": round(rss_after - rss_before, 1),
+            "by_shot": samples,
         },
         "resume_s": resume["seconds"],
         "resume_generated": resume["generated"],

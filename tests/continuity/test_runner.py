@@ -158,3 +158,27 @@ def test_a_refused_entity_the_script_names_stops_the_run_before_its_first_shot(c
     assert recorded(cast) == {}  # nothing rendered, not even the shots before the refused one
     _, run = run_story(cast, tmp_path / "out", consent_overrides=("Forest",))
     assert len(run.shots) == 4
+
+
+def test_finished_shots_keep_no_image_bytes_and_share_what_they_remember(cast, tmp_path):
+    """A run keeps each shot's retrieval and memory for its report, without image bytes, and one copy
+    of a reference for every shot that used it: a copy per shot grew a 10,000-shot run by 0.5 GB."""
+    _, run = run_story(cast, tmp_path / "out")
+    refs = [
+        r
+        for s in run.shots
+        for r in [*s.keyframes, *(r for f, _ in s.memory for r in f.references), *s.result.memory]
+        + [r for h in s.result.hits for r in h.references]
+    ]
+    assert refs and all(r.image is None for r in refs)
+    by_id: dict[str, set[int]] = {}
+    for ref in refs:
+        by_id.setdefault(ref.id, set()).add(id(ref))
+    assert any(len(s.memory) for s in run.shots[1:])
+    assert all(len(objects) == 1 for objects in by_id.values()), "one shared copy per reference"
+    shots_using = {rid: sum(any(r.id == rid for r in _refs_of(s)) for s in run.shots) for rid in by_id}
+    assert max(shots_using.values()) >= 2  # a reference used by several shots: what is shared
+
+
+def _refs_of(shot):
+    return [*(r for f, _ in shot.memory for r in f.references), *(r for h in shot.result.hits for r in h.references)]
