@@ -386,7 +386,13 @@ class ShotRecord(BaseModel):
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ShotRecord:
-        return cls.model_construct(**{**row, "created": _utc(row.get("created"))})
+        """A record from a table row, or from some of its columns (the rest None or empty). Every
+        field is given: model_construct's own defaults inspect each factory's signature, 0.7 ms a
+        row, which made reading a 10,000-shot story's hashes take 20 s."""
+        values: dict[str, Any] = {**dict.fromkeys(cls.model_fields), **row, "created": _utc(row.get("created"))}
+        values["retrieved"] = values["retrieved"] or []
+        values["memory"] = values["memory"] or []
+        return cls.model_construct(**values)
 
 
 TOKEN_SCHEMA = pa.schema(model_fields(TokenRow))
