@@ -18,23 +18,28 @@ case for IVF). A synthetic text embedder maps each query prompt to a fresh point
 400 queries: the first 200 (``tune``) choose the knobs, the last 200 (``test``) are measured:
 - the cosine range of the dense evidence (``Retriever(dense_ranges=...)``, the documented knob for an
   embedder other than CLIP ViT-B): from the exact neighbours of the tune queries;
-- nprobe (IVF) / efSearch (HNSW): the smallest of a sweep reaching entity recall@10 >= 0.95 on tune.
-Test rows are given at the product default (nprobe 32, efSearch 64) and at the tuned value, in that
-order on one retriever: the tuned row repeats the test queries, so it runs with their chosen entities'
+- nprobe (IVF) / efSearch (HNSW) / k_factor (re-ranked PQ): the smallest of a sweep reaching entity
+  recall@10 >= 0.95 on tune (the sweep rows are the recall/latency frontier of the index).
+Test rows are given at the product default (nprobe 32, efSearch 64, k_factor 4) and at the tuned value,
+in that order on one retriever: the tuned row repeats the test queries, so it runs with their chosen entities'
 references already held (a warm cache, as a story loop's recurring cast has); the default row is the
-cold one (each query chooses entities not read before). Above 100k references each test row is 100
-queries; ``test_with_entity_id_index`` (``--entity-index``) runs on a fresh retriever, cold.
+cold one (each query chooses entities not read before: one read of their references and one of the
+chosen references' images, through the B-tree indexes on ``references.entity_id`` and ``id`` that the
+store makes once the table holds 20,000 rows; the bulk load appends around the store's writers, so
+the benchmark asks the store for them as a writer's commit would). Above 100k references each test
+row is 100 queries. Above 4,096 entities the text->text signal searches an IVF index of the entity
+text vectors (``retrieval/signals/text_ann.py``) instead of comparing the prompt to every one.
 ``recall@10``: of the exact top-10 entities (best reference's inner product, numpy, over the library),
 the fraction among the first 10 entities the retrieve's FAISS search returned (captured inside the call);
 ``hits_in_top10``: the fraction of the returned hits that are exact top-10 entities. ``faiss_ms``: the
 FAISS part of the same calls (index sync check, search, entity mapping). FAISS runs on one OpenMP thread
 (a per-shot retrieve is one query; on 2 shared cores spinning OpenMP threads make a 1 ms search 20 ms).
 
-Run: ``.venv/bin/python -m benchmarks.bench_retrieval_scale`` (all: ~15 min on 2 cores, 11 GB peak) or
-``--sizes 100 10000 --sets clustered`` (a minute). ``--profile`` prints a cProfile of each case;
-``--entity-index`` adds, above 100k references, a row with scalar indexes on ``references.entity_id``
-and ``id`` (which the store does not make today: what that would buy); ``--update`` replaces only the
-sections this run measured in the results file (each keeps its command and commit).
+Run: ``.venv/bin/python -m benchmarks.bench_retrieval_scale`` (all: ~25-30 min on 2 cores, 11 GB peak) or
+``--sizes 100 10000 --sets clustered`` (a minute; ``--sizes 100000`` ~4 min a set, most of it the HNSW
+build). ``--profile`` prints a cProfile of each case (after its rows: the default row stays cold);
+``--update`` replaces only the sections this run measured in the results file (each keeps its
+command and commit).
 Writes benchmarks/results/retrieval_scale.json (with the command and the git commit).
 """
 
@@ -368,7 +373,7 @@ def prompt_of(i: int) -> str:
     return f"a knight walks along the harbor at dusk, take q{code}"
 
 
-def dense_case(n: int, data: str, seed: int = 0, profile: bool = False, entity_index: bool = False) -> dict[str, Any]:
+def dense_case(n: int, data: str, seed: int = 0, profile: bool = False) -> dict[str, Any]:
     import faiss
 
     from memstore.index import faiss_inner
@@ -389,6 +394,8 @@ def dense_case(n: int, data: str, seed: int = 0, profile: bool = False, entity_i
         t = time.perf_counter()
         entity_ids = bulk_load(store, "bench", vectors, rng, column)
         bulk_load(store, "other", clustered(rng, centres, max(n // 10, REFS_PER_ENTITY), noise), rng, column)
+        # the lookup indexes a writer's commit makes once the table is large (bulk_load commits none)
+        store._ensure_lookup_indexes("references", store.references.to_lance())
         out["entities"] = len(entity_ids)
         out["bulk_load_s"] = round(time.perf_counter() - t, 2)
         queries = clustered(rng, centres, QUERIES, noise)
@@ -439,8 +446,6 @@ def dense_case(n: int, data: str, seed: int = 0, profile: bool = False, entity_i
                 "faiss_p50_ms": round(float(np.percentile(np.asarray(captured.times) * 1e3, 50)), 3),
             }
 
-        if profile:
-            out["profile_top"] = _profile(lambda: measure(test))
         knob, values, default = _knob(inner, index)
         out["knob"] = knob
         if knob is None:
@@ -449,7 +454,7 @@ def dense_case(n: int, data: str, seed: int = 0, profile: bool = False, entity_i
             out["tune_sweep"] = []
             chosen = None
             for value in values:  # on the dense search retrieve makes (same call, same k), tune queries only
-                setattr(index, "nprobe" if knob == "nprobe" else "ef_search", value)
+                setattr(index, KNOB_ATTRIBUTE[knob], value)
                 captured.reset()
                 for i in tune:
                     retriever.dense.search(queries[i], k=64)
@@ -460,16 +465,10 @@ def dense_case(n: int, data: str, seed: int = 0, profile: bool = False, entity_i
                     chosen = value
             chosen = chosen if chosen is not None else values[-1]
             for label, value in (("test_default", default), ("test_tuned", chosen)):
-                setattr(index, "nprobe" if knob == "nprobe" else "ef_search", value)
+                setattr(index, KNOB_ATTRIBUTE[knob], value)
                 out[label] = {knob: value, **measure(test)}
-        if entity_index:
-            # not the product today: what scalar indexes on references.entity_id and id (the store's to make) buy
-            store.references.create_scalar_index("entity_id")
-            store.references.create_scalar_index("id")
-            retriever = Retriever(library, text_embedder=emb, dense_ranges={"clip_image": span})
-            captured = Captured(retriever.dense)
-            retriever.retrieve(ShotQuery(prompt_of(0)))
-            out["test_with_entity_id_index"] = {knob or "exact": getattr(index, "nprobe", None), **measure(test)}
+        if profile:
+            out["profile_top"] = _profile(lambda: measure(test))
         out["peak_rss_gib_so_far"] = round(peak_gib(), 2)
         store.forget_indexes()
     finally:
@@ -479,12 +478,21 @@ def dense_case(n: int, data: str, seed: int = 0, profile: bool = False, entity_i
     return out
 
 
+#: the VectorIndex attribute of each knob
+KNOB_ATTRIBUTE = {"nprobe": "nprobe", "efSearch": "ef_search", "k_factor": "k_factor"}
+
+
 def _knob(inner: Any, index: Any) -> tuple[str | None, list[int], int | None]:
+    import faiss
+
+    if isinstance(inner, faiss.IndexRefine):  # fast-scan PQ codes, candidates re-ranked exactly
+        return "k_factor", [1, 2, 4, 8, 16, 32], int(index.k_factor)
     if hasattr(inner, "nprobe"):
         nlist = int(inner.nlist)
-        return "nprobe", [v for v in (4, 8, 16, 32, 64, 128, 256, 512) if v <= nlist], int(index.nprobe)
+        return "nprobe", [v for v in (4, 8, 16, 32, 64, 128, 256, 512, 1024) if v <= nlist], int(index.nprobe)
     if hasattr(inner, "hnsw"):
-        return "efSearch", [16, 32, 64, 128, 256], int(index.ef_search)
+        # up to 1024: where the overlapping data needs it (the sweep is the recall/latency frontier)
+        return "efSearch", [16, 32, 64, 128, 256, 512, 1024], int(index.ef_search)
     return None, [], None
 
 
@@ -514,11 +522,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sets", nargs="*", choices=sorted(NOISE), default=["clustered", "overlapping"])
     parser.add_argument("--library-entities", type=int, default=1000, help="0 skips the text-library case")
     parser.add_argument("--profile", action="store_true", help="print (and keep) a cProfile of each case")
-    parser.add_argument(
-        "--entity-index",
-        action="store_true",
-        help="above 100k references, also measure with scalar indexes on references.entity_id and id (not made by the store)",
-    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument(
         "--update",
@@ -551,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for data in args.sets:
         for n in args.sizes:
             print(f"dense {data} {n} ...", flush=True)
-            row = dense_case(n, data, profile=args.profile, entity_index=args.entity_index and n > 100_000)
+            row = dense_case(n, data, profile=args.profile)
             print(json.dumps({k: v for k, v in row.items() if k not in ("tune_sweep", "profile_top")}), flush=True)
             report["dense"].append(row)
     report["total_s"] = round(time.perf_counter() - started, 1)

@@ -37,10 +37,30 @@ import pyarrow as pa
 from .errors import InvalidInputError, VectorError
 from .validation import KINDS
 
+#: The ``auto`` rule, by size only (never by a data set's queries). Measured on 2 shared, busy cores
+#: with benchmarks/bench_retrieval_scale.py's data (512-d; "clustered": 4000 centres, noise 1;
+#: "overlapping": noise 2, the clusters drowned, near-uniform), entity recall@10 of a k=64 search on
+#: one thread (tune/test split as the benchmark's):
+#: - Flat (exact) up to 50k rows: recall 1.0, a few ms at 50k, no build.
+#: - HNSW32 up to 250k: 100k clustered, efSearch 16: 0.998 in 1.9 ms; overlapping needs efSearch
+#:   ~1024 for 0.97 (26 ms; at 64: 0.83 in 2.6 ms); builds in 1.5-8 min per 100k on 2 cores, the
+#:   reason it stops at 250k. (HNSW16 builds no faster here and tops at 0.83.)
+#: - IVF above: trains on 64 a list in seconds; 1M clustered meets 0.95 at nprobe 4 (2.4 ms). On
+#:   overlapping data its recall follows the share of lists scanned (100k: IVF2048 nprobe 1024 0.94
+#:   in 13 ms; 1M: nprobe 512 0.84 in 92 ms); SQ8 codes + exact re-rank only scan ~1.4x faster.
+#: - ``PQ<d/4>x4fs,RFlat`` (fast-scan PQ codes of every row, the best k_factor*k re-ranked exactly;
+#:   supported here, not chosen by ``auto``): overlapping 100k, k_factor 4: 0.97 in 0.9 ms, built in
+#:   44 s; 300k, k_factor 2: 0.97 in ~4 ms. A full scan grows with the rows (~1.3 ms per 100k), so
+#:   ~10-13 ms at 1M: past the 5 ms budget there, where IVF prunes (and loses recall on such data).
 AUTO_HNSW_ABOVE = 50_000
 AUTO_IVF_ABOVE = 250_000
 #: defaults of the search/build knobs; a library overrides them with config["index_params"]
-DEFAULT_PARAMS = {"efConstruction": 40, "efSearch": 64, "nprobe": 32, "train_per_list": 64}
+DEFAULT_PARAMS = {"efConstruction": 40, "efSearch": 64, "nprobe": 32, "train_per_list": 64, "k_factor": 4}
+#: rows a product quantizer (``PQ<m>x4fs``) trains on (what the figures above were measured with)
+PQ_TRAIN_ROWS = 65_536
+#: a kind-filtered search of a re-ranked (``,RFlat``) index fetches this many times k, then filters:
+#: FAISS's fast-scan codes take no ID selector
+KIND_OVERFETCH = 8
 #: versioned caches kept per column: the newest, and the one before for a process still loading it
 CACHE_VERSIONS_KEPT = 2
 
@@ -101,6 +121,7 @@ class VectorIndex:
         self.params = {**DEFAULT_PARAMS, **(params or {})}
         self.ef_search = int(self.params["efSearch"])
         self.nprobe = int(self.params["nprobe"])
+        self.k_factor = int(self.params["k_factor"])  # candidates re-ranked exactly: k_factor * k
         self.dim = int(source.dim)
         self.path = folder / f"{self.column}.faiss"
         self.meta_path = folder / f"{self.column}.json"
@@ -176,11 +197,11 @@ class VectorIndex:
             if len(keys) == 0:
                 raise InvalidInputError(f"factory {self.built_factory!r} needs training data; the column is empty")
             # IVF k-means on a sample (64 per list is what FAISS itself asks for) keeps build time flat
-            per_list = int(self.params["train_per_list"])
-            nlist = int(getattr(faiss_inner(index), "nlist", 0)) or 1
+            nlist = int(getattr(faiss_inner(index), "nlist", 0))
+            rows = int(self.params["train_per_list"]) * nlist if nlist else PQ_TRAIN_ROWS
             sample = vectors
-            if len(vectors) > per_list * nlist:
-                pick = np.random.default_rng(0).choice(len(vectors), per_list * nlist, replace=False)
+            if len(vectors) > rows:
+                pick = np.random.default_rng(0).choice(len(vectors), rows, replace=False)
                 sample = vectors[np.sort(pick)]
             index.train(sample)
         if len(keys):
@@ -380,9 +401,30 @@ class VectorIndex:
         k = min(k, int(self.index.ntotal))
         if kind is not None and kind not in KINDS:
             raise InvalidInputError(f"kind {kind!r} is unknown; expected one of {KINDS}")
+        if kind is not None and _is_refined(faiss_inner(self.index)):
+            return self._search_filtered(q, k, kind)
         params = self._params(kind, k)
         scores, ids = self.index.search(q, k, params=params)
         return scores, ids
+
+    def _search_filtered(self, q: np.ndarray, k: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """A kind filter by fetching more and dropping other kinds (fast-scan takes no selector),
+        fetching again with more until k of the kind are found or the whole index was asked."""
+        code = KINDS.index(kind)
+        total = int(self.index.ntotal)
+        fetch = min(total, k * KIND_OVERFETCH)
+        scores_out = np.full((len(q), k), -np.inf, np.float32)
+        ids_out = np.full((len(q), k), -1, np.int64)
+        for row in range(len(q)):
+            while True:
+                scores, ids = self.index.search(q[row : row + 1], fetch, params=self._params(None, fetch))
+                keep = (ids[0] >= 0) & (self.kind_codes_of(ids[0]) == code)
+                if keep.sum() >= k or fetch >= total:
+                    break
+                fetch = min(total, fetch * 4)
+            found = np.flatnonzero(keep)[:k]
+            scores_out[row, : len(found)], ids_out[row, : len(found)] = scores[0][found], ids[0][found]
+        return scores_out, ids_out
 
     def _params(self, kind: str | None, k: int) -> Any:
         """Search parameters, made once per (kind, efSearch) and reused: building them per query
@@ -391,11 +433,13 @@ class VectorIndex:
 
         inner = faiss_inner(self.index)
         ef = max(self.ef_search, k)
-        key = (kind, ef if hasattr(inner, "hnsw") else 0, self.nprobe)
+        key = (kind, ef if hasattr(inner, "hnsw") else 0, self.nprobe, self.k_factor)
         cached = self._param_cache.get(key)
         if cached is not None and cached[0] is self.index:
             return cached[1]
-        if hasattr(inner, "hnsw"):
+        if _is_refined(inner):
+            params = faiss.IndexRefineSearchParameters(k_factor=float(self.k_factor))
+        elif hasattr(inner, "hnsw"):
             params = faiss.SearchParametersHNSW(efSearch=ef)
         elif hasattr(inner, "nprobe"):
             params = faiss.SearchParametersIVF(nprobe=min(self.nprobe, int(inner.nlist)))
@@ -420,6 +464,23 @@ class VectorIndex:
         codes = self.entity_codes[rows[pos]].astype(np.int64)
         return np.where(sorted_keys[pos] == wanted, codes, -1)
 
+    def kind_codes_of(self, ids: Any) -> np.ndarray:
+        """Kind code (an index into ``KINDS``) of each FAISS id; -1 where none."""
+        rows, found = self._rows_of(ids)
+        return np.where(found, self.kinds[rows].astype(np.int64), -1) if len(rows) else np.full(len(found), -1)
+
+    def _rows_of(self, ids: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Sidecar row of each FAISS id, and whether the index holds it."""
+        if self._row_of is None:
+            order = np.argsort(self.keys, kind="stable")
+            self._row_of = (self.keys[order], order)
+        sorted_keys, rows = self._row_of
+        wanted = np.asarray(ids, dtype=np.int64).ravel()
+        if len(sorted_keys) == 0:
+            return np.zeros(0, np.int64), np.zeros(len(wanted), bool)
+        pos = np.minimum(np.searchsorted(sorted_keys, wanted), len(sorted_keys) - 1)
+        return rows[pos], sorted_keys[pos] == wanted
+
     def entity_of(self, ids: Any) -> list[str | None]:
         """Entity id of each FAISS id (None for -1 or a key the index does not hold)."""
         return [self.entity_ids[c] if c >= 0 else None for c in self.entity_codes_of(ids).tolist()]
@@ -438,6 +499,13 @@ def _save_sidecar(path: str, keys: np.ndarray, kinds: np.ndarray, codes: np.ndar
             codes=codes.astype(np.int32),
             entity_ids=np.array(entity_ids, dtype="S64"),
         )
+
+
+def _is_refined(inner: Any) -> bool:
+    """An index that re-ranks its candidates by exact vectors (factory ``...,RFlat``)."""
+    import faiss
+
+    return isinstance(inner, faiss.IndexRefine)
 
 
 def faiss_inner(index: Any) -> Any:

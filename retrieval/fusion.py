@@ -170,10 +170,28 @@ def mmr(relevance: Sequence[float], vectors: np.ndarray | None, n: int, *, lam: 
     rel = np.asarray(relevance, dtype=np.float64)
     if len(rel) == 0 or n <= 0:
         return []
+    if len(rel) == 1:
+        return [0]  # one reference: nothing to spread (the most common case, worth no vector maths)
     if vectors is None or len(vectors) != len(rel):
         return [int(i) for i in np.argsort(-rel, kind="stable")[:n]]
+    return mmr_by_similarity(rel, cosine_similarities(vectors), n, lam=lam)
+
+
+def cosine_similarities(vectors: np.ndarray) -> np.ndarray:
+    """Every pair's cosine (float64): what :func:`mmr` penalises; kept by a caller that spreads
+    the same items again (the reference cache does, per recurring entity)."""
     v = np.asarray(vectors, dtype=np.float64)
     v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return v @ v.T
+
+
+def mmr_by_similarity(
+    relevance: Sequence[float] | np.ndarray, similarity: np.ndarray, n: int, *, lam: float = 0.7
+) -> list[int]:
+    """:func:`mmr` given the items' pairwise cosines (:func:`cosine_similarities`)."""
+    rel = np.asarray(relevance, dtype=np.float64)
+    if len(rel) == 0 or n <= 0:
+        return []
     picked: list[int] = []
     best_sim = np.full(len(rel), -np.inf)
     for _ in range(min(n, len(rel))):
@@ -182,5 +200,5 @@ def mmr(relevance: Sequence[float], vectors: np.ndarray | None, n: int, *, lam: 
         value[picked] = -np.inf
         i = int(np.argmax(value))
         picked.append(i)
-        best_sim = np.maximum(best_sim, v @ v[i])
+        best_sim = np.maximum(best_sim, similarity[i])
     return picked

@@ -105,30 +105,39 @@ class NameMatcher:
 
     def __init__(self, entities: Iterable[Entity]):
         self.table: dict[tuple[str, ...], list[tuple[Entity, str, bool]]] = {}
+        # every proper prefix of a name's words: a span whose head is none of them can grow into no name
+        self.prefixes: set[tuple[str, ...]] = set()
         self.longest = 1
         for entity in entities:
             for is_alias, name in [(False, entity.name)] + [(True, a) for a in entity.aliases]:
                 key = name_tokens(name)
                 if key:
                     self.table.setdefault(key, []).append((entity, name, is_alias))
+                    self.prefixes.update(key[:m] for m in range(1, len(key)))
                     self.longest = max(self.longest, len(key))
 
     def find(self, prompt: str, *, on_screen: Sequence[str] = ()) -> list[Mention]:
         text = normalize(prompt)
         present = set(on_screen)
         words = list(_TOKEN.finditer(text))
+        folded = [w.group(0).casefold() for w in words]
+        forms = [_forms(w) for w in folded]
         candidates: list[Mention] = []
         for i in range(len(words)):
             for n in range(1, min(self.longest, len(words) - i) + 1):
-                span = words[i : i + n]
-                if n > 1 and not _GAP.match(text[span[-2].end() : span[-1].start()]):
-                    break  # "Aria, Bram" is not the name "Aria Bram"
-                if any(w.group(0)[-1:] == "'" or w.group(0).casefold().endswith("'s") for w in span[:-1]):
-                    break  # a possessive ends a name
-                head = tuple(w.group(0).casefold() for w in span[:-1])
-                for last in _forms(span[-1].group(0)):
+                last_word = i + n - 1
+                head = tuple(folded[i:last_word])
+                if n > 1:
+                    if not _GAP.match(text[words[last_word - 1].end() : words[last_word].start()]):
+                        break  # "Aria, Bram" is not the name "Aria Bram"
+                    before = folded[last_word - 1]
+                    if before[-1:] == "'" or before.endswith("'s"):
+                        break  # a possessive ends a name (the words before it were checked at shorter n)
+                    if head not in self.prefixes:
+                        break  # no name starts with these words: a longer span matches none either
+                for last in forms[last_word]:
                     for entity, name, is_alias in self.table.get(head + (last,), ()):
-                        start, end = span[0].start(), span[-1].end()
+                        start, end = words[i].start(), words[last_word].end()
                         if _accept(entity, name, text, start, end, present):
                             written = prompt[start:end]
                             candidates.append(Mention(entity.id, name, written, start, end, is_alias))

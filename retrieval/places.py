@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 Role = Literal["setting", "plain", "view", "source"]
@@ -144,6 +145,7 @@ class Reading:
         return next((cue for a, b, cue in self.absent if a <= start and end <= b), None)
 
 
+@lru_cache(maxsize=1 << 16)
 def base(word: str) -> str:
     """A place noun's base form: casefolded, possessive and plural dropped, variants merged."""
     w = word.casefold().removesuffix("'s").removesuffix("\u2019s")
@@ -156,8 +158,12 @@ def base(word: str) -> str:
     return w
 
 
+#: what :func:`base` may return for a place: the nouns and their variants' merged forms
+_PLACE_BASES = PLACE_NOUNS | frozenset(PLACE_VARIANTS.values())
+
+
 def is_place(word: str) -> bool:
-    return base(word) in PLACE_NOUNS or base(word) in PLACE_VARIANTS.values()
+    return base(word) in _PLACE_BASES
 
 
 def role_at(text: str, start: int) -> tuple[Role, str]:
@@ -194,7 +200,13 @@ def role_at(text: str, start: int) -> tuple[Role, str]:
     return "plain", ""
 
 
+#: any absence cue at all: most prompts have none, and then one search replaces one per cue
+_ANY_ABSENT_CUE = re.compile(r"\b(?:" + "|".join(ABSENT_CUES) + r")\b", re.IGNORECASE)
+
+
 def absent_spans(text: str) -> list[tuple[int, int, str]]:
+    if not _ANY_ABSENT_CUE.search(text):
+        return []
     out = []
     for cue in ABSENT_CUES:
         for m in re.finditer(rf"\b{cue}\b", text, re.IGNORECASE):

@@ -13,7 +13,7 @@ import numpy as np
 from memstore.schema import Entity, Reference
 from memstore.validation import SOURCES
 
-from .fusion import mmr
+from .fusion import cosine_similarities, mmr, mmr_by_similarity
 from .views import view_bonus, wanted_views
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ class ReferenceCache:
         self._entries: OrderedDict[str, tuple[object, list[Reference]]] = OrderedDict()
         self._images: OrderedDict[str, bytes | None] = OrderedDict()  # None: the row has no image
         self._image_total = 0
+        self._stacks: OrderedDict[tuple[str, tuple[int, ...]], tuple[tuple[Reference, ...], np.ndarray, np.ndarray]]
+        self._stacks = OrderedDict()
         self._preloaded = False
         self._watch = library.store.watch("references")
         self._columns: tuple[int, list[str]] | None = None  # (references-table version, vector columns)
@@ -102,6 +104,26 @@ class ReferenceCache:
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
         return out
+
+    def stacked(self, refs: Sequence[Reference], column: str) -> tuple[np.ndarray, np.ndarray]:
+        """``np.stack`` of these references' vectors in ``column`` and their pairwise cosines
+        (:func:`~retrieval.fusion.cosine_similarities`), kept per (column, the very
+        Reference objects): a recurring entity's matrix is not built again every shot, and a
+        reference read again (a changed entity) is a new object, so a new key. The entry holds the
+        objects, so their ``id`` cannot be taken by others while it lives."""
+        key = (column, tuple(id(r) for r in refs))
+        with self._lock:
+            found = self._stacks.get(key)
+            if found is not None:
+                self._stacks.move_to_end(key)
+                return found[1], found[2]
+        matrix = np.stack([r.vectors[column] for r in refs])
+        similarity = cosine_similarities(matrix)
+        with self._lock:
+            self._stacks[key] = (tuple(refs), matrix, similarity)
+            while len(self._stacks) > self.size:
+                self._stacks.popitem(last=False)
+        return matrix, similarity
 
     def images(self, ref_ids: Sequence[str]) -> dict[str, bytes | None]:
         """Image bytes of these references: kept ones from memory, the others in one read."""
@@ -173,12 +195,29 @@ def choose_references(
             refs = in_era or [r for r in refs if r.era == "default"] or refs
         if not refs:
             continue
-        rel = [_relevance(r, sources, want, prompt_vector, dense_column) + view_bonus(r.view, views) for r in refs]
-        vecs = None
-        if mmr_col is not None and all(mmr_col in r.vectors for r in refs):
-            vecs = np.stack([r.vectors[mmr_col] for r in refs])
-        chosen[entity.id] = [refs[i] for i in mmr(rel, vecs, n)]
+        spread = None
+        if mmr_col is not None and len(refs) > 1 and all(mmr_col in r.vectors for r in refs):
+            spread = _spread(refs, mmr_col, cache)
+        if spread is not None and prompt_vector is not None and dense_column == mmr_col:
+            # the dense cosines of all references in one product (of the matrix MMR needs anyway)
+            rel = [_relevance(r, sources, want, None, None) + view_bonus(r.view, views) for r in refs]
+            rel = (np.asarray(rel) + spread[0] @ prompt_vector).tolist()
+        else:
+            rel = [_relevance(r, sources, want, prompt_vector, dense_column) + view_bonus(r.view, views) for r in refs]
+        if spread is None:
+            chosen[entity.id] = [refs[i] for i in mmr(rel, None, n)]
+        else:
+            chosen[entity.id] = [refs[i] for i in mmr_by_similarity(rel, spread[1], n)]
     return _with_images(library, chosen, cache)
+
+
+def _spread(refs: Sequence[Reference], column: str, cache: ReferenceCache | None) -> tuple[np.ndarray, np.ndarray]:
+    """The references' vectors of one column as a matrix and their pairwise cosines (what MMR
+    spreads them by), kept by the cache for the next shot."""
+    if cache is None:
+        matrix = np.stack([r.vectors[column] for r in refs])
+        return matrix, cosine_similarities(matrix)
+    return cache.stacked(refs, column)
 
 
 def _first_vector_column(library: Library, cache: ReferenceCache | None) -> str | None:

@@ -195,14 +195,15 @@ class Retriever:
 
     def _within_budgets(self, evidence: dict[str, Evidence], terms: Sequence[Term], given: SignalInput) -> Chosen:
         by_id = given.entities
-        ranked = rank(evidence, lambda eid: by_id[eid].kind, self.weights)
+        weights = self.weights  # merged once per shot: the signal lists may change between shots
+        ranked = rank(evidence, lambda eid: by_id[eid].kind, weights)
         pinned = frozenset(t.entity_id for t in terms if t.pinned)
         chosen = apply_budgets(ranked, k=given.query.k, budgets=self.budgets, min_score=self.min_score, always=pinned)
         kept = {eid for eid, _, _ in chosen}
         dropped = [by_id[eid].name for eid, _, s in ranked if s >= self.min_score and eid not in kept]
         if dropped:
             given.notes.append(f"over the per-kind budget or k: {', '.join(sorted(dropped))}")
-        given.notes.extend(_damped_notes(evidence, by_id, self.weights, self.min_score, kept))
+        given.notes.extend(_damped_notes(evidence, by_id, weights, self.min_score, kept))
         return chosen
 
     def _references(
@@ -232,10 +233,11 @@ def _damped_notes(
 ) -> list[str]:
     """Why an entity that its other terms would have kept was left out: its damping terms' reasons."""
     notes = []
+    negative = {s for s, w in weights.items() if w < 0}
     for eid, e in evidence.items():
-        damping = [s for s in e.terms if weights.get(s, 0.0) < 0]
-        if eid in kept or not damping:
+        if eid in kept or negative.isdisjoint(e.terms):
             continue
+        damping = [s for s in e.terms if s in negative]
         undamped = Evidence(eid, {s: v for s, v in e.terms.items() if s not in damping})
         if undamped.score(weights) >= min_score:
             notes.append(f"left out {by_id[eid].name}: " + "; ".join(e.reason_of[s] for s in damping))

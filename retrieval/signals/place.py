@@ -15,7 +15,8 @@ shot is inside the prop ("the spacecraft" seen from the "Spacecraft Cabin").
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -52,16 +53,16 @@ class Nouns:
         return noun in self.own or noun in self.described
 
 
-def _moves(word: places.PlaceWord, carried: Nouns, others: list[Entity]) -> bool:
+def _moves(word: places.PlaceWord, carried: Nouns, known_elsewhere: Callable[[str], bool]) -> bool:
     """Does this place word take the shot away from the carried place? Into a place that another
-    location owns or describes ("walks down the long corridor"), or by a verb of arriving ("enters a
-    barn"); a place word the carried one shares or that no location knows ("runs across an open
-    field" of the park) is taken as a part of it."""
+    location owns or describes ("walks down the long corridor"; ``known_elsewhere(noun)``), or by a
+    verb of arriving ("enters a barn"); a place word the carried one shares or that no location
+    knows ("runs across an open field" of the park) is taken as a part of it."""
     if carried.belongs(word.noun) or word.role == "view" or word.role == "source":
         return False
     if word.role != "setting":
         return False  # "bathing the room in green": a plain place word sets nothing
-    if any(nouns_of(e).belongs(word.noun) for e in others):
+    if known_elsewhere(word.noun):
         return True
     phrase = {w.casefold() for w in word.phrase.split()}
     return word.role == "setting" and bool(phrase & places.ARRIVAL_CUES)
@@ -88,6 +89,63 @@ def nouns_of(entity: Entity) -> Nouns:
     return _nouns(entity.name, tuple(entity.aliases), entity.description)
 
 
+class PlaceIndex:
+    """The place nouns of every location of one entities snapshot, by noun: a place word of the
+    prompt costs a dict lookup instead of a pass over the library's locations (hundreds of them).
+    Built once per snapshot; the lists keep the snapshot's order of locations."""
+
+    def __init__(self, entities: Mapping[str, Entity], version: int, location_ids: Sequence[str]):
+        self.entities = entities
+        self.version = version
+        self.ids = tuple(location_ids)
+        self.own: dict[str, list[str]] = {}
+        self.described: dict[str, list[str]] = {}
+        for i in self.ids:
+            nouns = nouns_of(entities[i])
+            for noun in nouns.own:
+                self.own.setdefault(noun, []).append(i)
+            for noun in nouns.described:
+                self.described.setdefault(noun, []).append(i)
+        self.id_set = frozenset(self.ids)
+
+    def fits(self, given: SignalInput) -> bool:
+        # the same mapping object: a catalog snapshot is never changed in place
+        return self.entities is given.entities and self.version == given.version
+
+
+class Locations(Mapping[str, Entity]):
+    """The locations one query allows (a view of a :class:`PlaceIndex`, nothing copied)."""
+
+    def __init__(self, index: PlaceIndex, allowed: frozenset[str]):
+        self.index = index
+        self.allowed = allowed
+
+    def owners(self, noun: str) -> list[str]:
+        """Allowed locations whose name or alias ends in this place noun."""
+        return [i for i in self.index.own.get(noun, ()) if i in self.allowed]
+
+    def describing(self, noun: str) -> list[str]:
+        """Allowed locations whose description names this place noun (and whose name does not)."""
+        return [i for i in self.index.described.get(noun, ()) if i in self.allowed]
+
+    def __getitem__(self, eid: str) -> Entity:
+        if eid in self.index.id_set and eid in self.allowed:
+            return self.index.entities[eid]
+        raise KeyError(eid)
+
+    def __contains__(self, eid: object) -> bool:
+        return eid in self.index.id_set and eid in self.allowed
+
+    def __iter__(self) -> Iterator[str]:
+        return (i for i in self.index.ids if i in self.allowed)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return any(i in self.allowed for i in self.index.ids)
+
+
 class PlaceReading:
     """Locations from place words and the scene's structure; damping for what is not on screen.
     A reader (:class:`retrieval.retriever.Reader`): it runs after the signals and sees their terms."""
@@ -97,10 +155,20 @@ class PlaceReading:
         for k in ("place", "story_place", "elsewhere", "moved", "off_screen", "owner", "unseen_prop", "container")
     }
 
+    def __init__(self) -> None:
+        self._index: PlaceIndex | None = None
+        self._lock = threading.Lock()
+
+    def _locations(self, given: SignalInput) -> Locations:
+        with self._lock:
+            if self._index is None or not self._index.fits(given):
+                self._index = PlaceIndex(given.entities, given.version, given.of_kind("location"))
+            return Locations(self._index, given.allowed)
+
     def terms(self, given: SignalInput, found: Sequence[Term] = ()) -> Iterator[Term]:
         query = given.query
         reading = places.read(query.prompt)
-        locations = {i: given.entities[i] for i in given.of_kind("location") if i in given.allowed}
+        locations = self._locations(given)
         yield from self._off_screen(given, reading)
         yield from self._props(given, locations, found)
         if query.location or not locations:
@@ -115,13 +183,13 @@ class PlaceReading:
 
     # --- locations ----------------------------------------------------------------------------------
     def _place_words(
-        self, reading: places.Reading, locations: Mapping[str, Entity], shown: set[str], scale: float, where: str
+        self, reading: places.Reading, locations: Locations, shown: set[str], scale: float, where: str
     ) -> Iterator[Term]:
         prompt_words = {p.noun for p in reading.places}
         for word in reading.places:
             if word.role not in OWN or (word.role == "plain" and word.modifier):
                 continue  # "the soft ocean breeze" says nothing of where the shot stands
-            owners = [i for i, e in locations.items() if word.noun in nouns_of(e).own]
+            owners = locations.owners(word.noun)
             if word.indefinite and not word.modifier and owners and all(i in shown for i in owners):
                 # "lands on a planet": scripts say "a" of a place not seen yet; the known one is "the", "his"
                 for i in owners:
@@ -138,14 +206,11 @@ class PlaceReading:
                     reason = f"{where}'{word.phrase}': the place noun of {locations[i].name} ({word.role})"
                     yield Term(i, "place", OWN[word.role] * share * scale, reason)
                 continue
-            for i, e in locations.items():
-                if word.noun in nouns_of(e).described:
-                    reason = f"{where}'{word.phrase}': a place of {e.name}'s description ({word.role})"
-                    yield Term(i, "place", DESCRIBED[word.role] * scale, reason)
+            for i in locations.describing(word.noun):
+                reason = f"{where}'{word.phrase}': a place of {locations[i].name}'s description ({word.role})"
+                yield Term(i, "place", DESCRIBED[word.role] * scale, reason)
 
-    def _elsewhere(
-        self, given: SignalInput, reading: places.Reading, locations: Mapping[str, Entity]
-    ) -> Iterator[Term]:
+    def _elsewhere(self, given: SignalInput, reading: places.Reading, locations: Locations) -> Iterator[Term]:
         """A location only seen, or left while the prompt sets the shot in another place."""
         prompt = given.query.prompt
         uses: dict[str, list[tuple[places.Role, str]]] = {}
@@ -153,9 +218,8 @@ class PlaceReading:
             if m.entity_id in locations:
                 uses.setdefault(m.entity_id, []).append(places.role_at(prompt, m.start))
         for word in reading.places:
-            for i, e in locations.items():
-                if word.noun in nouns_of(e).own:
-                    uses.setdefault(i, []).append((word.role, word.phrase))
+            for i in locations.owners(word.noun):
+                uses.setdefault(i, []).append((word.role, word.phrase))
         for i, roles in uses.items():
             if any(role in OWN for role, _ in roles):
                 continue
@@ -168,9 +232,7 @@ class PlaceReading:
                 why = f"'{phrase}' then '{other[0].phrase}': the shot has left {locations[i].name}"
                 yield Term(i, "elsewhere", 1.0, why)
 
-    def _moved_or_story(
-        self, given: SignalInput, reading: places.Reading, locations: Mapping[str, Entity]
-    ) -> Iterator[Term]:
+    def _moved_or_story(self, given: SignalInput, reading: places.Reading, locations: Locations) -> Iterator[Term]:
         context = given.context
         if context is None:
             return
@@ -182,8 +244,11 @@ class PlaceReading:
             named_here = any(
                 m.entity_id == carried and places.role_at(query.prompt, m.start)[0] in OWN for m in named_places
             )
-            others = [e for i, e in locations.items() if i != carried]
-            away = [w for w in reading.places if _moves(w, nouns, others)]
+
+            def known_elsewhere(noun: str) -> bool:
+                return any(i != carried for i in (*locations.owners(noun), *locations.describing(noun)))
+
+            away = [w for w in reading.places if _moves(w, nouns, known_elsewhere)]
             if away and not named_here and not any(nouns.belongs(w.noun) for w in reading.places):
                 why = f"'{away[0].phrase}': the shot moves on from {locations[carried].name}"
                 yield Term(carried, "moved", 1.0, why)
@@ -228,8 +293,15 @@ class PlaceReading:
                 why = f"'{name}'s {owned[eid][0]}': named as the owner of a place, not seen in it"
                 yield Term(eid, "owner", 1.0, why)
 
-    def _props(self, given: SignalInput, locations: Mapping[str, Entity], found: Sequence[Term]) -> Iterator[Term]:
+    def _props(self, given: SignalInput, locations: Locations, found: Sequence[Term]) -> Iterator[Term]:
         # what else than a description word speaks for a prop: its name, the cast, a CLIP match, the story
+        props = [
+            (eid, e)
+            for eid in dict.fromkeys(t.entity_id for t in found)
+            if (e := given.entities.get(eid)) is not None and e.kind == "prop" and eid in given.allowed
+        ]
+        if not props:
+            return
         support = {t.entity_id for t in found if t.signal not in LEXICAL_ONLY}
         prompt_words = places.words_of(given.query.prompt) | places.words_of(given.query.first_frame_prompt or "")
         mentioned = {m.entity_id for m in given.mentions}
@@ -242,10 +314,7 @@ class PlaceReading:
         # only props some term speaks for: damping one that nothing found changes no result
         # (and the library's other props, hundreds of them, would cost a term each per shot)
         # (their evidence entries exist already: the order of these terms changes no order)
-        for eid in dict.fromkeys(t.entity_id for t in found):
-            e = given.entities.get(eid)
-            if e is None or e.kind != "prop" or eid not in given.allowed:
-                continue
+        for eid, e in props:
             heads = {h for h in (places.head_of(n) for n in (e.name, *e.aliases)) if h}
             if eid not in mentioned and eid not in support and not heads & prompt_words:
                 why = f"no word of the prompt names {e.name} (a description word alone is no prop on screen)"

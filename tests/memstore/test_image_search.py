@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +20,20 @@ FACE = "dlib_dlib_face_recognition_resnet_model_v1"
 HIST = "color_histogram_rgb8"
 
 
-@pytest.fixture
-def cast(library, photos, insightface_images):
+@pytest.fixture(scope="module")
+def cast(tmp_path_factory):
+    """Registered once for the module (dlib embeds five photos: ~9 s a test when it was per test):
+    every test here only searches, and a search writes nothing but the FAISS cache it syncs."""
+    from skimage import data
+
+    from memstore.store import Store
+
+    spec = importlib.util.find_spec("insightface")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("insightface is not installed")
+    insightface_images = Path(list(spec.submodule_search_locations)[0]) / "data" / "images"
+    photos = {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "coffee": data.coffee()}
+    library = Store.init(tmp_path_factory.mktemp("image-search") / "db").library("default")
     library.configure(embedders=["color-histogram", "dlib"])
     astro = Image.fromarray(photos["astronaut"])
     library.register("Eileen", "character", images=[astro, ImageOps.mirror(astro)])

@@ -159,3 +159,34 @@ def test_name_index_finds_what_the_scan_finds(library):
     for name in ["aria vale", "ARI", "The Smith", "bram", "nobody", next(iter(by_id))]:
         assert find_entity(name, by_id, index) == find_entity(name, by_id)
     assert index.find("nobody") is None and index.find("the KNIGHT").name == "Aria Vale"
+
+
+def test_place_words_are_looked_up_not_scanned_and_follow_new_locations(library, monkeypatch):
+    import retrieval.signals.place as place
+
+    prepared = [library.prepare(f"Ward{i:03d}", "location", images=[image(300 + i)]) for i in range(150)]
+    library.commit([*prepared, library.prepare("Mira", "character", images=[image(1)])])
+    retriever = Retriever(library)
+    retriever.retrieve(ShotQuery("Mira climbs the tower"))  # warm: the place nouns of this version
+    calls = Calls(monkeypatch, place, "nouns_of")
+    result = retriever.retrieve(ShotQuery("Mira waits inside the harbor, then climbs the tower"))
+    assert len(calls.args) == 0  # per place word a dict lookup, not one call per location (150)
+    assert "Mira" in result.names()
+    library.register("Old Harbor", "location", images=[image(2)])
+    found = retriever.retrieve(ShotQuery("Mira waits inside the harbor"))
+    assert found.location is not None and found.location.name == "Old Harbor"  # the new version's index
+
+
+def test_a_recurring_entitys_vector_matrix_is_kept_and_follows_an_added_reference(cast):
+    cache = ReferenceCache(cast, size=8, preload_entities=0)  # a large library: entity by entity
+    hero = cast.get("Hero05")
+    column = cache.vector_columns()[0]
+    refs = cache.registered([hero])[hero.id]
+    matrix, _ = cache.stacked(refs, column)
+    assert cache.stacked(list(refs), column)[0] is matrix  # the same references: the kept matrix
+    (added,) = cast.add_images("Hero05", [image(777)])
+    again = cache.registered([cast.get("Hero05")])[hero.id]  # the entity changed: read again
+    fresh, similarity = cache.stacked(again, column)
+    assert fresh is not matrix and len(fresh) == 2 and similarity.shape == (2, 2)
+    row = [r.id for r in again].index(added.id)
+    np.testing.assert_array_equal(fresh[row], cast.references(ids=[added.id])[0].vectors[column])

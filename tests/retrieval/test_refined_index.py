@@ -1,0 +1,62 @@
+"""A re-ranked product-quantizer index (``PQ<m>x4fs,RFlat``: fast-scan codes, exact re-rank) searches,
+filters by kind and appends like the other FAISS families."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from memstore.index import VectorIndex
+
+DIM = 32
+
+
+class Rows:
+    """A RowSource over arrays: key, kind, entity and vector of every row."""
+
+    column, dim, spec = "vec", DIM, "test:rows"
+
+    def __init__(self, vectors: np.ndarray, kinds: list[str]):
+        self.vectors, self.kinds, self.at = vectors, kinds, 1
+
+    def version(self) -> int:
+        return self.at
+
+    def key_table(self) -> pa.Table:
+        return pa.table({"key": np.arange(len(self.kinds), dtype=np.int64) + 100, "kind": self.kinds})
+
+    def vector_table(self, keys: np.ndarray | None) -> pa.Table:
+        rows = np.arange(len(self.kinds)) if keys is None else np.asarray(keys) - 100
+        flat = pa.array(self.vectors[rows].ravel(), pa.float32())
+        return pa.table(
+            {
+                "key": rows.astype(np.int64) + 100,
+                "kind": [self.kinds[i] for i in rows],
+                "entity_id": [f"e{i // 4}" for i in rows],
+                "vec": pa.FixedSizeListArray.from_arrays(flat, DIM),
+            }
+        )
+
+
+def unit(n: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_refined_pq_index_finds_neighbours_filters_kinds_and_appends(tmp_path):
+    vectors = unit(600, 1)
+    kinds = ["character" if i % 3 else "location" for i in range(600)]
+    source = Rows(vectors[:500], kinds[:500])
+    index = VectorIndex(source, tmp_path, factory="PQ8x4fs,RFlat", params={"k_factor": 16})
+    index.sync()
+    assert index.built_factory == "PQ8x4fs,RFlat"
+    for i in (0, 7, 333):
+        scores, ids = index.search(vectors[i], k=3)
+        assert ids[0][0] == 100 + i and abs(float(scores[0][0]) - 1.0) < 1e-5  # the exact re-rank
+    _, ids = index.search(vectors[7], k=5, kind="location")
+    assert len(ids[0]) == 5 and all(kinds[int(x) - 100] == "location" for x in ids[0])
+    source.vectors, source.kinds, source.at = vectors, kinds, 2  # 100 rows appended
+    index.sync()
+    assert index.appends == 1 and index.rebuilds == 1 and index.ntotal == 600
+    _, ids = index.search(vectors[555], k=1)
+    assert ids[0][0] == 655 and index.entity_of(ids[0]) == ["e138"]
