@@ -2,10 +2,9 @@
 
 The index is built from a factory string, on inner product over normalised vectors, with the
 reference's stable 63-bit key as FAISS id. ``auto`` picks by size: ``Flat`` (exact) up to 50k rows,
-``HNSW32,Flat`` up to 250k, ``IVF<n>,Flat`` above (n ~ 2*sqrt(rows), a power of two). Why IVF for
-the largest: on 2 cores HNSW32 takes ~1 min per 100k 512-d vectors to build (~15 min for 1M),
-while IVF trains on a 64-per-list sample in well under a minute and, probed at ``nprobe``, meets
-recall@10 >= 0.95 on clustered data (benchmarks/bench_retrieval_scale.py measures it).
+``PQ<d/4>x4fs,RFlat`` (fast-scan product-quantizer codes, re-ranked exactly) up to 250k,
+``IVF<n>,Flat`` above (n ~ 2*sqrt(rows), a power of two); the measured reasons are above
+:data:`AUTO_QUANTIZED_ABOVE`, and benchmarks/bench_retrieval_scale.py measures them.
 
 Beside the FAISS ids it keeps sidecar arrays in memory (kind and entity of every key), so a
 search maps hits to entities without reading Lance. It is saved beside the table with a sidecar
@@ -42,17 +41,17 @@ from .validation import KINDS
 #: "overlapping": noise 2, the clusters drowned, near-uniform), entity recall@10 of a k=64 search on
 #: one thread (tune/test split as the benchmark's):
 #: - Flat (exact) up to 50k rows: recall 1.0, a few ms at 50k, no build.
-#: - HNSW32 up to 250k: 100k clustered, efSearch 16: 0.998 in 1.9 ms; overlapping needs efSearch
-#:   ~1024 for 0.97 (26 ms; at 64: 0.83 in 2.6 ms); builds in 1.5-8 min per 100k on 2 cores, the
-#:   reason it stops at 250k. (HNSW16 builds no faster here and tops at 0.83.)
+#: - ``PQ<d/4>x4fs,RFlat`` up to 250k (fast-scan PQ codes of every row, the best k_factor*k
+#:   re-ranked exactly): 100k overlapping, k_factor 4: 0.97 in 0.9 ms, built in 44 s; clustered 1.0
+#:   in 0.6 ms; 300k overlapping, k_factor 2: 0.97 in ~4 ms. It replaced HNSW32 here, which needs
+#:   efSearch ~1024 for 0.97 on overlapping data (26 ms; at 64: 0.83 in 2.6 ms) and builds in
+#:   1.5-8 min per 100k on 2 cores. A full scan grows with the rows (~1.3 ms per 100k): ~10-13 ms at
+#:   1M, past the 5 ms budget, so it stops at 250k. (HNSW32 stays the rule for a dimension not
+#:   divisible by 4, and any factory can be set per library.)
 #: - IVF above: trains on 64 a list in seconds; 1M clustered meets 0.95 at nprobe 4 (2.4 ms). On
 #:   overlapping data its recall follows the share of lists scanned (100k: IVF2048 nprobe 1024 0.94
 #:   in 13 ms; 1M: nprobe 512 0.84 in 92 ms); SQ8 codes + exact re-rank only scan ~1.4x faster.
-#: - ``PQ<d/4>x4fs,RFlat`` (fast-scan PQ codes of every row, the best k_factor*k re-ranked exactly;
-#:   supported here, not chosen by ``auto``): overlapping 100k, k_factor 4: 0.97 in 0.9 ms, built in
-#:   44 s; 300k, k_factor 2: 0.97 in ~4 ms. A full scan grows with the rows (~1.3 ms per 100k), so
-#:   ~10-13 ms at 1M: past the 5 ms budget there, where IVF prunes (and loses recall on such data).
-AUTO_HNSW_ABOVE = 50_000
+AUTO_QUANTIZED_ABOVE = 50_000
 AUTO_IVF_ABOVE = 250_000
 #: defaults of the search/build knobs; a library overrides them with config["index_params"]
 DEFAULT_PARAMS = {"efConstruction": 40, "efSearch": 64, "nprobe": 32, "train_per_list": 64, "k_factor": 4}
@@ -65,13 +64,16 @@ KIND_OVERFETCH = 8
 CACHE_VERSIONS_KEPT = 2
 
 
-def choose_factory(factory: str, count: int) -> str:
+def choose_factory(factory: str, count: int, dim: int) -> str:
+    """The FAISS factory for ``count`` rows of ``dim``-d vectors (``auto``: see the rule above)."""
     if factory != "auto":
         return factory
     if count > AUTO_IVF_ABOVE:
         nlist = 1 << int(round(np.log2(2 * np.sqrt(count))))
         return f"IVF{nlist},Flat"
-    return "HNSW32,Flat" if count > AUTO_HNSW_ABOVE else "Flat"
+    if count > AUTO_QUANTIZED_ABOVE:
+        return f"PQ{dim // 4}x4fs,RFlat" if dim % 4 == 0 and dim >= 8 else "HNSW32,Flat"
+    return "Flat"
 
 
 def _auto_family(factory: str) -> str:
@@ -182,7 +184,8 @@ class VectorIndex:
     def _new_index(self, count: int) -> Any:
         import faiss
 
-        factory = choose_factory(self.factory, count)
+        factory = choose_factory(self.factory, count, self.dim)
+        _check_fits(factory, self.dim)
         inner = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
         if hasattr(inner, "hnsw"):
             inner.hnsw.efConstruction = int(self.params["efConstruction"])
@@ -194,10 +197,14 @@ class VectorIndex:
         vectors, keys, kinds, codes = self._vectors_for(None)
         index = self._new_index(len(keys))
         if not index.is_trained:
-            if len(keys) == 0:
-                raise InvalidInputError(f"factory {self.built_factory!r} needs training data; the column is empty")
-            # IVF k-means on a sample (64 per list is what FAISS itself asks for) keeps build time flat
             nlist = int(getattr(faiss_inner(index), "nlist", 0))
+            least = nlist or 16  # k-means needs a point per centroid: nlist lists, or a 4-bit PQ's 16
+            if len(keys) < least:
+                raise InvalidInputError(
+                    f"index factory {self.built_factory!r} trains on at least {least} vectors and the column has "
+                    f"{len(keys)}; add references first or use auto (exact search until the library is large)"
+                )
+            # IVF k-means on a sample (64 per list is what FAISS itself asks for) keeps build time flat
             rows = int(self.params["train_per_list"]) * nlist if nlist else PQ_TRAIN_ROWS
             sample = vectors
             if len(vectors) > rows:
@@ -227,7 +234,7 @@ class VectorIndex:
         table_keys, _ = self._table_keys()
         gone = np.setdiff1d(self.keys, table_keys, assume_unique=False)
         added = np.setdiff1d(table_keys, self.keys, assume_unique=False)
-        factory_now = choose_factory(self.factory, len(table_keys))
+        factory_now = choose_factory(self.factory, len(table_keys), self.dim)
         if len(gone) or _auto_family(factory_now) != _auto_family(self.built_factory or ""):
             self.rebuild(version)
             return
@@ -498,6 +505,17 @@ def _save_sidecar(path: str, keys: np.ndarray, kinds: np.ndarray, codes: np.ndar
             kinds=kinds.astype(np.int8),
             codes=codes.astype(np.int32),
             entity_ids=np.array(entity_ids, dtype="S64"),
+        )
+
+
+def _check_fits(factory: str, dim: int) -> None:
+    """A product quantizer cuts each vector into m sub-vectors: m must divide the dimension
+    (FAISS would abort the build with a C++ assertion instead)."""
+    match = re.match(r"^PQ(\d+)x4fs", factory)
+    if match and dim % int(match.group(1)):
+        raise InvalidInputError(
+            f"index factory {factory!r} needs the dimension ({dim}) to be a multiple of {match.group(1)}; "
+            f"use auto or PQ{max(dim // 4, 1)}x4fs,RFlat"
         )
 
 

@@ -36,9 +36,10 @@ MAX_FILE_NAME = 255
 MIN_TIME = datetime(1900, 1, 1, tzinfo=timezone.utc)
 MAX_TIME = datetime(9000, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
 #: FAISS factories a library may use: anything else can exhaust memory or crash in C++
-INDEX_FACTORY_FORMS = "auto, Flat, HNSW<M>,Flat (M 4..128) or IVF<n>,Flat (n 1..65536)"
+INDEX_FACTORY_FORMS = "auto, Flat, HNSW<M>,Flat (M 4..128), IVF<n>,Flat (n 1..65536) or PQ<m>x4fs,RFlat (m 2..512, dividing the dimension)"
 _HNSW_RE = re.compile(r"^HNSW(\d{1,3}),Flat$")
 _IVF_RE = re.compile(r"^IVF(\d{1,5}),Flat$")
+_PQ_RE = re.compile(r"^PQ(\d{1,3})x4fs,RFlat$")
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _HEX_ID_RE = re.compile(r"^[0-9a-f]{16,64}$")
 _LIBRARY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -123,8 +124,10 @@ def clean_index_factory(factory: object) -> str:
     if isinstance(factory, str) and factory in ("auto", "Flat"):
         return factory
     if isinstance(factory, str):
-        hnsw, ivf = _HNSW_RE.match(factory), _IVF_RE.match(factory)
+        hnsw, ivf, pq = _HNSW_RE.match(factory), _IVF_RE.match(factory), _PQ_RE.match(factory)
         if (hnsw and 4 <= int(hnsw.group(1)) <= 128) or (ivf and 1 <= int(ivf.group(1)) <= 65536):
+            return factory
+        if pq and 2 <= int(pq.group(1)) <= 512:  # that m divides the dimension is checked at build
             return factory
     raise InvalidInputError(f"index factory {str(factory)[:80]!r} is not allowed; use {INDEX_FACTORY_FORMS}")
 

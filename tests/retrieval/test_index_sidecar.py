@@ -65,14 +65,19 @@ def test_missing_or_mismatched_sidecar_is_rebuilt(tmp_path):
     [
         (10, "Flat"),
         (50_000, "Flat"),
-        (100_000, "HNSW32,Flat"),
+        (100_000, "PQ128x4fs,RFlat"),
         (1_000_000, "IVF2048,Flat"),
         (4_000_000, "IVF4096,Flat"),
     ],
 )
 def test_auto_factory_by_size(count, expected):
-    assert choose_factory("auto", count) == expected
-    assert choose_factory("HNSW16,Flat", count) == "HNSW16,Flat"
+    assert choose_factory("auto", count, 512) == expected
+    assert choose_factory("HNSW16,Flat", count, 512) == "HNSW16,Flat"
+
+
+def test_auto_quantizes_by_the_dimension_and_falls_back_to_hnsw():
+    assert choose_factory("auto", 100_000, 128) == "PQ32x4fs,RFlat"  # dlib's face vectors
+    assert choose_factory("auto", 100_000, 130) == "HNSW32,Flat"  # no whole d/4 sub-vectors
 
 
 def test_ivf_index_from_library_config(store):

@@ -60,3 +60,18 @@ def test_refined_pq_index_finds_neighbours_filters_kinds_and_appends(tmp_path):
     assert index.appends == 1 and index.rebuilds == 1 and index.ntotal == 600
     _, ids = index.search(vectors[555], k=1)
     assert ids[0][0] == 655 and index.entity_of(ids[0]) == ["e138"]
+
+
+def test_a_pq_factory_that_does_not_fit_fails_in_one_typed_line(tmp_path):
+    import pytest
+
+    from memstore.errors import InvalidInputError
+    from memstore.validation import clean_index_factory
+
+    assert clean_index_factory("PQ8x4fs,RFlat") == "PQ8x4fs,RFlat"
+    with pytest.raises(InvalidInputError, match="not allowed"):
+        clean_index_factory("PQ8x4fs,RFlat;rm")
+    with pytest.raises(InvalidInputError, match=r"multiple of 7; use auto or PQ8x4fs,RFlat"):
+        VectorIndex(Rows(unit(40, 2), ["character"] * 40), tmp_path / "a", factory="PQ7x4fs,RFlat").sync()
+    with pytest.raises(InvalidInputError, match="at least 16 vectors and the column has 5"):
+        VectorIndex(Rows(unit(5, 3), ["character"] * 5), tmp_path / "b", factory="PQ8x4fs,RFlat").sync()
