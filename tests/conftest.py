@@ -61,3 +61,9 @@ def solid(color, size=(64, 48)) -> np.ndarray:
     arr = np.zeros((size[1], size[0], 3), dtype=np.uint8)
     arr[:] = color
     return arr
+
+
+def long_tests() -> bool:
+    """``CONTINUITY_LONG_TESTS=1`` runs the stress tests at full size (more operations per writer,
+    more kill trials, the 4 x 100 S3 run); the default run keeps them to what `make test` can afford."""
+    return os.environ.get("CONTINUITY_LONG_TESTS") == "1"

@@ -4,6 +4,9 @@ people from insightface's group photo t1.jpg, embedded by dlib's ResNet (real we
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,10 +15,15 @@ from continuity.keyframes import KeyframeWriter
 from retrieval import Retriever, ShotQuery
 
 
-@pytest.fixture
-def people(insightface_images):
-    """Crops of four different people of t1.jpg, each twice the size of its face."""
+@pytest.fixture(scope="module")
+def people() -> list[np.ndarray]:
+    """Crops of four different people of t1.jpg, each twice the size of its face. Module-scoped:
+    the upsampled face detection takes seconds, and the tests only read the crops."""
     dlib = pytest.importorskip("dlib", reason="dlib-bin is not installed (extra: face)")
+    spec = importlib.util.find_spec("insightface")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("insightface is not installed")
+    insightface_images = Path(list(spec.submodule_search_locations)[0]) / "data" / "images"
     photo = np.asarray(Image.open(insightface_images / "t1.jpg").convert("RGB"))
     crops = []
     for box in list(dlib.get_frontal_face_detector()(photo, 1))[:4]:

@@ -1,4 +1,4 @@
-"""Crash safety: a writer killed with SIGKILL at random points leaves a store that opens, holds
+"""Crash safety: a writer killed with SIGKILL at points spread over its run leaves a store that opens, holds
 every entity it reported committed, never an entity without all its references, hides the orphan
 references a kill can leave and removes them on repair, and whose FAISS index matches the table."""
 
@@ -12,6 +12,7 @@ import pytest
 from memstore.errors import EntityNotFoundError
 from memstore.store import Store
 from memstore.upgrade import FORMAT_VERSION
+from tests.conftest import long_tests
 from tests.memstore.workers.common import sha, tiny_png
 from tests.memstore.workers.harness import check_crashed, crash_init_trial, crash_trial
 
@@ -27,15 +28,39 @@ CLEAN = {
 }
 
 
-def _trials(db, count: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
+class SpreadDelays(random.Random):
+    """The kill delays ``crash_trial`` draws (its one ``uniform(0, max_delay)`` a trial), spread:
+    each of n trials dies at a random point of its own n-th of the range, in shuffled order. So a few
+    trials still kill early (the first registration, the vector column being added) and late (a
+    bigger store: index syncs, compactions, repairs), on a young store and on one many kills old,
+    instead of bunching by chance as independent draws of a handful of trials do."""
+
+    def __init__(self, seed: int, trials: int) -> None:
+        super().__init__(seed)
+        self._slots = self.sample(range(trials), trials)
+        self._trials = trials
+
+    def uniform(self, a: float, b: float) -> float:
+        slot = self._slots.pop() if self._slots else self.randrange(self._trials)
+        return a + (b - a) * (slot + self.random()) / self._trials
+
+
+def _trials(db, count: int, seed: int, max_delay: float = 0.8) -> list[dict]:
+    rng = SpreadDelays(seed, count)
     reports = []
     for trial in range(count):
-        info = crash_trial(db, seed * 100 + trial, rng)
+        info = crash_trial(db, seed * 100 + trial, rng, max_delay=max_delay)
         report = check_crashed(db, info["committed"], info["removed"])
         assert {k: report[k] for k in CLEAN} == CLEAN, (trial, report)
         reports.append(report)
     return reports
+
+
+def test_spread_delays_put_one_kill_in_each_stratum():
+    rng = SpreadDelays(4, 5)
+    delays = [rng.uniform(0.0, 1.0) for _ in range(5)]
+    assert sorted(int(d * 5) for d in delays) == [0, 1, 2, 3, 4]
+    assert delays != sorted(delays)  # shuffled: an early kill can hit an old store too
 
 
 def test_kill_minus_nine_during_writes(tmp_path):
@@ -44,8 +69,12 @@ def test_kill_minus_nine_during_writes(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_minus_nine_twenty_trials(tmp_path):
-    reports = _trials(tmp_path / "db", 20, seed=2)
+def test_kill_minus_nine_many_trials(tmp_path):
+    """By default 5 more kills, up to 1.6 s in: the later windows of a grown store (index syncs,
+    compactions, repairs; a trial reaches 3 to 15 writes by then). CONTINUITY_LONG_TESTS=1 runs 20
+    up to 0.8 s as before."""
+    count, max_delay = (20, 0.8) if long_tests() else (5, 1.6)
+    reports = _trials(tmp_path / "db", count, seed=2, max_delay=max_delay)
     assert reports[-1]["entities"] > 0
 
 
