@@ -76,8 +76,8 @@ def test_reads_never_cross_libraries(tmp_path, seed):
         # vector search: a random query and every reference's own vector (also other libraries')
         queries = [np.random.default_rng(seed).random(512)]
         queries += [np.asarray(r[COLUMN], np.float32) for r in refs if r[COLUMN] is not None]
-        for query in queries:
-            for kind in (None, *KINDS):
+        for n, query in enumerate(queries):  # every vector unfiltered; the kind filters on three
+            for kind in (None, *KINDS) if n < 3 else (None,):
                 hits = lib.search(query, COLUMN, k=len(refs) + 5, kind=kind)
                 assert {ref.id for _, ref in hits} <= my_refs
                 assert all(ref.library == lib_name for _, ref in hits)
