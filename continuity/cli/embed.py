@@ -80,7 +80,10 @@ def configure(
         [], "--embedder", "-e", help=EmbedderHelp + " Repeat for several; replaces the list."
     ),
     index_factory: str | None = typer.Option(
-        None, "--index-factory", help="FAISS factory string, e.g. HNSW32,Flat or auto."
+        None,
+        "--index-factory",
+        help="FAISS factory: auto (by size: Flat, PQ<d/4>x4fs,RFlat above 50k rows, IVF above 250k), "
+        "Flat, HNSW32,Flat, IVF1024,Flat or PQ128x4fs,RFlat.",
     ),
     library: str = LibraryOption,
     db: str | None = DbOption,
