@@ -2,7 +2,7 @@
 
 The index is built from a factory string, on inner product over normalised vectors, with the
 reference's stable 63-bit key as FAISS id. ``auto`` picks by size: ``Flat`` (exact) up to 50k rows,
-``PQ<d/4>x4fs,RFlat`` (fast-scan product-quantizer codes, re-ranked exactly) up to 250k,
+``PQ<d/4>x4fs,RFlat`` (fast-scan product-quantizer codes, re-ranked exactly) up to 2M,
 ``IVF<n>,Flat`` above (n ~ 2*sqrt(rows), a power of two); the measured reasons are above
 :data:`AUTO_QUANTIZED_ABOVE`, and benchmarks/bench_retrieval_scale.py measures them.
 
@@ -36,23 +36,24 @@ import pyarrow as pa
 from .errors import InvalidInputError, VectorError
 from .validation import KINDS
 
-#: The ``auto`` rule, by size only (never by a data set's queries). Measured on 2 shared, busy cores
-#: with benchmarks/bench_retrieval_scale.py's data (512-d; "clustered": 4000 centres, noise 1;
+#: The ``auto`` rule, by size only (never by a data set's queries). Measured with
+#: benchmarks/bench_retrieval_scale.py's data (512-d; "clustered": 4000 centres, noise 1;
 #: "overlapping": noise 2, the clusters drowned, near-uniform), entity recall@10 of a k=64 search on
-#: one thread (tune/test split as the benchmark's):
+#: one thread, knobs chosen on the tune queries (benchmarks/results/retrieval_scale.json):
 #: - Flat (exact) up to 50k rows: recall 1.0, a few ms at 50k, no build.
-#: - ``PQ<d/4>x4fs,RFlat`` up to 250k (fast-scan PQ codes of every row, the best k_factor*k
-#:   re-ranked exactly): 100k overlapping, k_factor 4: 0.97 in 0.9 ms, built in 44 s; clustered 1.0
-#:   in 0.6 ms; 300k overlapping, k_factor 2: 0.97 in ~4 ms. It replaced HNSW32 here, which needs
-#:   efSearch ~1024 for 0.97 on overlapping data (26 ms; at 64: 0.83 in 2.6 ms) and builds in
-#:   1.5-8 min per 100k on 2 cores. A full scan grows with the rows (~1.3 ms per 100k): ~10-13 ms at
-#:   1M, past the 5 ms budget, so it stops at 250k. (HNSW32 stays the rule for a dimension not
-#:   divisible by 4, and any factory can be set per library.)
-#: - IVF above: trains on 64 a list in seconds; 1M clustered meets 0.95 at nprobe 4 (2.4 ms). On
-#:   overlapping data its recall follows the share of lists scanned (100k: IVF2048 nprobe 1024 0.94
-#:   in 13 ms; 1M: nprobe 512 0.84 in 92 ms); SQ8 codes + exact re-rank only scan ~1.4x faster.
+#: - ``PQ<d/4>x4fs,RFlat`` up to 2M (fast-scan PQ codes of every row, the best k_factor*k re-ranked
+#:   exactly). 100k: recall 1.0 clustered / 0.98 overlapping, FAISS 1-2 ms, built in 3-4 s. 1M
+#:   overlapping (quiet machine): k_factor 4 recall 0.988 in 10.6 ms, built in 7.4 s; a second
+#:   thread does not speed up one query. It scans every code (~1 ms per 100k rows), so it stops at
+#:   2M (~21 ms). It replaced HNSW32 (100k overlapping: 0.83 at efSearch 64, 0.97 needs ~1024 and
+#:   26 ms; 1.5-8 min build per 100k on 2 cores) and IVF below 2M: IVF2048 at 1M meets 1.9 ms on
+#:   clustered data (nprobe 4) but its recall on overlapping data follows the share of lists
+#:   scanned (0.56 at the default nprobe 32, 0.93 at 1024 in 162 ms), and it builds in ~1 min.
+#:   Recall that holds whatever the embeddings' distribution is worth ~9 ms a shot here.
+#: - IVF above 2M, where a full scan would cost tens of ms: probe more (``nprobe``) for recall.
+#: (HNSW32 stays the rule for a dimension not divisible by 4; any factory can be set per library.)
 AUTO_QUANTIZED_ABOVE = 50_000
-AUTO_IVF_ABOVE = 250_000
+AUTO_IVF_ABOVE = 2_000_000
 #: defaults of the search/build knobs; a library overrides them with config["index_params"]
 DEFAULT_PARAMS = {"efConstruction": 40, "efSearch": 64, "nprobe": 32, "train_per_list": 64, "k_factor": 4}
 #: rows a product quantizer (``PQ<m>x4fs``) trains on (what the figures above were measured with)

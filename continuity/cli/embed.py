@@ -82,7 +82,7 @@ def configure(
     index_factory: str | None = typer.Option(
         None,
         "--index-factory",
-        help="FAISS factory: auto (by size: Flat, PQ<d/4>x4fs,RFlat above 50k rows, IVF above 250k), "
+        help="FAISS factory: auto (by size: Flat, PQ<d/4>x4fs,RFlat above 50k rows, IVF above 2M), "
         "Flat, HNSW32,Flat, IVF1024,Flat or PQ128x4fs,RFlat.",
     ),
     library: str = LibraryOption,

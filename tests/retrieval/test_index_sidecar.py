@@ -66,7 +66,9 @@ def test_missing_or_mismatched_sidecar_is_rebuilt(tmp_path):
         (10, "Flat"),
         (50_000, "Flat"),
         (100_000, "PQ128x4fs,RFlat"),
-        (1_000_000, "IVF2048,Flat"),
+        (1_000_000, "PQ128x4fs,RFlat"),
+        (2_000_000, "PQ128x4fs,RFlat"),
+        (2_000_001, "IVF2048,Flat"),
         (4_000_000, "IVF4096,Flat"),
     ],
 )
