@@ -501,9 +501,12 @@ def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     each section keeps the command and commit that made it."""
     out = {**old, "git_commit": new["git_commit"], "total_s": old.get("total_s")}
     stamp = {"command": new["command"], "git_commit": new["git_commit"], "machine_load": new.get("machine_load")}
+    was = {"command": old.get("command"), "git_commit": old.get("git_commit"), "machine_load": old.get("machine_load")}
+    if "library" in old:  # a section measured before keeps the stamp of the run that measured it
+        out["library"] = {**was, **old["library"]}
     if "library" in new:
         out["library"] = {**new["library"], **stamp}
-    rows = {(r["data"], r["references"]): r for r in old.get("dense", [])}
+    rows = {(r["data"], r["references"]): {**was, **r} for r in old.get("dense", [])}
     rows.update({(r["data"], r["references"]): {**r, **stamp} for r in new["dense"]})
     out["dense"] = sorted(rows.values(), key=lambda r: (r["data"], r["references"]))
     return out
