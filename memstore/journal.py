@@ -40,9 +40,6 @@ class ShotJournal:
 
     def __init__(self, path: Path):
         self.path = path
-        # records in the file, counted once then kept in step by this process's appends; another
-        # process's appends or fold only make this one fold a little late or early
-        self._pending: int | None = None
 
     def append(self, record: ShotRecord) -> int:
         """Add a record (it outlives this process when this returns); returns how many the
@@ -52,8 +49,8 @@ class ShotJournal:
             if handle.tell() and not _ends_with_newline(handle):
                 line = b"\n" + line  # a writer killed mid-line: keep its torn bytes off this record
             handle.write(line)
-        self._pending = (self._pending if self._pending is not None else len(self.records()) - 1) + 1
-        return self._pending
+            handle.seek(0)  # counted from the file, so other processes' appends and folds count too
+            return handle.read().count(b"\n")  # at most FOLD_EVERY lines: the file is folded then
 
     def records(self) -> list[ShotRecord]:
         """Every whole record in the journal, in the order written (a torn last line is skipped)."""
@@ -72,7 +69,6 @@ class ShotJournal:
     def clear(self) -> None:
         """Forget the journal's records: call only once the table holds them."""
         self.path.unlink(missing_ok=True)
-        self._pending = 0
 
 
 def _ends_with_newline(handle: BinaryIO) -> bool:
