@@ -33,7 +33,11 @@ text vectors (``retrieval/signals/text_ann.py``) instead of comparing the prompt
 the fraction among the first 10 entities the retrieve's FAISS search returned (captured inside the call);
 ``hits_in_top10``: the fraction of the returned hits that are exact top-10 entities. ``faiss_ms``: the
 FAISS part of the same calls (index sync check, search, entity mapping). FAISS runs on one OpenMP thread
-(a per-shot retrieve is one query; on 2 shared cores spinning OpenMP threads make a 1 ms search 20 ms).
+(a per-shot retrieve is one query; on 2 shared cores spinning OpenMP threads make a 1 ms search 20 ms);
+a re-ranked PQ index of 500k rows or more scans one query on 2 threads at the product default
+(``search_threads``, :mod:`memstore.scan`), and ``test_tuned_one_thread`` repeats the tuned row on one.
+``memory_read_gbs``: one thread's read rate over 256 MB when the case starts: the host's memory
+bandwidth, which bounds a full scan of codes and varies with the machine's other tenants.
 
 Run: ``.venv/bin/python -m benchmarks.bench_retrieval_scale`` (all: 100, 10k, 100k and 1M references, ~7 min
 on 2 quiet cores, 11 GB peak) or ``--sizes 100 10000 --sets clustered`` (a minute).
@@ -90,6 +94,19 @@ def rss_gib() -> float:
 
 def peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def memory_read_gbs() -> float:
+    """One thread's read rate over a 256 MB array (median of 5), GB/s: the host's memory bandwidth,
+    which a full scan of fast-scan codes is bound by and which varies with its other tenants
+    (3-9 ms for a 1M-row scan on this project's 2-core machine)."""
+    block = np.ones(1 << 26, np.float32)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        block.sum()
+        times.append(time.perf_counter() - t)
+    return round(block.nbytes / float(np.median(times)) / 1e9, 1)
 
 
 def stats(times: Sequence[float], cpu: Sequence[float] = ()) -> dict[str, float]:
@@ -385,6 +402,7 @@ def dense_case(n: int, data: str, seed: int = 0, profile: bool = False) -> dict[
     centres = rng.standard_normal((CENTRES, DIM), dtype=np.float32)
     root = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     out: dict[str, Any] = {"references": n, "other_library_references": n // 10, "data": data, "noise": noise}
+    out["memory_read_gbs"] = memory_read_gbs()
     threads = faiss.omp_get_max_threads()
     try:
         store = Store.init(root / "db")
@@ -467,6 +485,12 @@ def dense_case(n: int, data: str, seed: int = 0, profile: bool = False) -> dict[
             for label, value in (("test_default", default), ("test_tuned", chosen)):
                 setattr(index, KNOB_ATTRIBUTE[knob], value)
                 out[label] = {knob: value, **measure(test)}
+            scan = index._threaded_scan()
+            out["scan_threads"] = scan.threads if scan is not None else 1
+            if scan is not None:  # the same tuned row with the scan on one thread, for comparison
+                index.search_threads = 1
+                out["test_tuned_one_thread"] = {knob: chosen, **measure(test)}
+                index.search_threads = scan.threads
         if profile:
             out["profile_top"] = _profile(lambda: measure(test))
         out["peak_rss_gib_so_far"] = round(peak_gib(), 2)
@@ -543,7 +567,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "faiss": faiss.__version__,
-            "faiss_threads_in_search": 1,
+            "faiss_openmp_threads_in_search": 1,
+            "scan_threads_default": 2,
         },
         "what": "Retriever.retrieve() end to end at product defaults (see the module docstring)",
         "machine_load": {"loadavg_1m_at_start": round(os.getloadavg()[0], 2)},

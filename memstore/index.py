@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import InvalidInputError, VectorError
+from .scan import ThreadedScan, thread_count
 from .validation import KINDS
 
 #: The ``auto`` rule, by size only (never by a data set's queries). Measured with
@@ -49,13 +50,23 @@ from .validation import KINDS
 #:   26 ms; 1.5-8 min build per 100k on 2 cores) and IVF below 2M: IVF2048 at 1M meets 1.9 ms on
 #:   clustered data (nprobe 4) but its recall on overlapping data follows the share of lists
 #:   scanned (0.56 at the default nprobe 32, 0.93 at 1024 in 162 ms), and it builds in ~1 min.
-#:   Recall that holds whatever the embeddings' distribution is worth ~9 ms a shot here.
+#:   Recall that holds whatever the embeddings' distribution is worth ~9 ms a shot here. From 500k
+#:   rows one query scans on ``search_threads`` threads (:mod:`memstore.scan`): at 1M, 5.5-6 ms
+#:   against 9-10 ms on one thread when the host's memory bandwidth is low, 2.2 against 3-7 ms when high.
 #: - IVF above 2M, where a full scan would cost tens of ms: probe more (``nprobe``) for recall.
 #: (HNSW32 stays the rule for a dimension not divisible by 4; any factory can be set per library.)
 AUTO_QUANTIZED_ABOVE = 50_000
 AUTO_IVF_ABOVE = 2_000_000
 #: defaults of the search/build knobs; a library overrides them with config["index_params"]
-DEFAULT_PARAMS = {"efConstruction": 40, "efSearch": 64, "nprobe": 32, "train_per_list": 64, "k_factor": 4}
+#: (``search_threads``: threads one query of a re-ranked PQ index scans on, see :mod:`memstore.scan`)
+DEFAULT_PARAMS = {
+    "efConstruction": 40,
+    "efSearch": 64,
+    "nprobe": 32,
+    "train_per_list": 64,
+    "k_factor": 4,
+    "search_threads": 2,
+}
 #: rows a product quantizer (``PQ<m>x4fs``) trains on (what the figures above were measured with)
 PQ_TRAIN_ROWS = 65_536
 #: a kind-filtered search of a re-ranked (``,RFlat``) index fetches this many times k, then filters:
@@ -125,6 +136,7 @@ class VectorIndex:
         self.ef_search = int(self.params["efSearch"])
         self.nprobe = int(self.params["nprobe"])
         self.k_factor = int(self.params["k_factor"])  # candidates re-ranked exactly: k_factor * k
+        self.search_threads = min(int(self.params["search_threads"]), os.cpu_count() or 1)
         self.dim = int(source.dim)
         self.path = folder / f"{self.column}.faiss"
         self.meta_path = folder / f"{self.column}.json"
@@ -143,6 +155,7 @@ class VectorIndex:
         self.built_factory: str | None = None
         self._selectors: dict[str, Any] = {}
         self._param_cache: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        self._scan: ThreadedScan | None = None  # a re-ranked PQ index's threaded search view, made on first search
         self.rebuilds = 0
         self.appends = 0
 
@@ -219,6 +232,7 @@ class VectorIndex:
         self.version = version
         self._selectors.clear()
         self._param_cache.clear()
+        self._scan = None
         self.rebuilds += 1
         self._save()
 
@@ -242,6 +256,8 @@ class VectorIndex:
         if len(added):
             vectors, keys, kinds, codes = self._vectors_for(added)
             self.index.add_with_ids(vectors, keys)
+            if self._scan is not None:
+                self._scan.append(vectors, keys)
             self.keys = np.concatenate([self.keys, keys])
             self.kinds = np.concatenate([self.kinds, kinds])
             self.entity_codes = np.concatenate([self.entity_codes, codes])
@@ -350,6 +366,7 @@ class VectorIndex:
             self.entity_ids = entity_ids
             self._entity_code = {e: i for i, e in enumerate(entity_ids)}
             self._row_of = None
+            self._scan = None
             self.version = cached
             self.built_factory = meta.get("factory")
             return
@@ -379,6 +396,7 @@ class VectorIndex:
         self.entity_ids = entity_ids
         self._entity_code = {e: i for i, e in enumerate(entity_ids)}
         self._row_of = None
+        self._scan = None
         self.version = meta.get("lance_version")
         self.built_factory = meta.get("factory")
 
@@ -411,9 +429,21 @@ class VectorIndex:
             raise InvalidInputError(f"kind {kind!r} is unknown; expected one of {KINDS}")
         if kind is not None and _is_refined(faiss_inner(self.index)):
             return self._search_filtered(q, k, kind)
-        params = self._params(kind, k)
-        scores, ids = self.index.search(q, k, params=params)
-        return scores, ids
+        scan = self._threaded_scan() if kind is None else None
+        if scan is not None:
+            return scan.search(q, k, self.k_factor)
+        return self.index.search(q, k, params=self._params(kind, k))
+
+    def _threaded_scan(self) -> ThreadedScan | None:
+        """The threaded search view of a re-ranked PQ index large enough to be worth it, else None."""
+        if self._scan is not None and self._scan.ntotal == self.index.ntotal:
+            return self._scan
+        self._scan = None
+        inner = faiss_inner(self.index)
+        threads = thread_count(int(self.index.ntotal), self.search_threads)
+        if threads > 1 and _is_refined(inner) and _is_fast_scan(inner.base_index) and hasattr(self.index, "id_map"):
+            self._scan = ThreadedScan(self.index, threads)
+        return self._scan
 
     def _search_filtered(self, q: np.ndarray, k: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """A kind filter by fetching more and dropping other kinds (fast-scan takes no selector),
@@ -425,7 +455,11 @@ class VectorIndex:
         ids_out = np.full((len(q), k), -1, np.int64)
         for row in range(len(q)):
             while True:
-                scores, ids = self.index.search(q[row : row + 1], fetch, params=self._params(None, fetch))
+                scan = self._threaded_scan()
+                if scan is not None:
+                    scores, ids = scan.search(q[row : row + 1], fetch, self.k_factor)
+                else:
+                    scores, ids = self.index.search(q[row : row + 1], fetch, params=self._params(None, fetch))
                 keep = (ids[0] >= 0) & (self.kind_codes_of(ids[0]) == code)
                 if keep.sum() >= k or fetch >= total:
                     break
@@ -525,6 +559,12 @@ def _is_refined(inner: Any) -> bool:
     import faiss
 
     return isinstance(inner, faiss.IndexRefine)
+
+
+def _is_fast_scan(index: Any) -> bool:
+    import faiss
+
+    return isinstance(faiss.downcast_index(index), faiss.IndexPQFastScan)
 
 
 def faiss_inner(index: Any) -> Any:

@@ -75,3 +75,54 @@ def test_a_pq_factory_that_does_not_fit_fails_in_one_typed_line(tmp_path):
         VectorIndex(Rows(unit(40, 2), ["character"] * 40), tmp_path / "a", factory="PQ7x4fs,RFlat").sync()
     with pytest.raises(InvalidInputError, match="at least 16 vectors and the column has 5"):
         VectorIndex(Rows(unit(5, 3), ["character"] * 5), tmp_path / "b", factory="PQ8x4fs,RFlat").sync()
+
+
+def test_threaded_scan_returns_the_one_thread_results_and_follows_appends(tmp_path, monkeypatch):
+    """One query scanned on three threads (slices of the codes) finds what the one-thread search
+    finds, keeps finding appended rows without copying the codes again, and is dropped on rebuild.
+    (PQ16 on 32-d: codes fine enough that no two candidates tie at the re-rank cut.)"""
+    import memstore.scan
+
+    monkeypatch.setattr(memstore.scan, "ROWS_PER_THREAD", 500)
+    vectors = unit(3200, 3)
+    kinds = ["character" if i % 3 else "location" for i in range(3200)]
+    source = Rows(vectors[:3000], kinds[:3000])
+    index = VectorIndex(source, tmp_path, factory="PQ16x4fs,RFlat", params={"k_factor": 8})
+    index.search_threads = 3
+    index.sync()
+    queries = unit(20, 4)
+
+    def one_thread(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return index.index.search(q[None, :], k, params=index._params(None, k))
+
+    def agrees(q: np.ndarray, k: int = 10) -> bool:
+        scores, ids = index.search(q, k=k)
+        ref_scores, ref_ids = one_thread(q, k)
+        return np.allclose(scores, ref_scores, atol=1e-5) and np.array_equal(ids, ref_ids)
+
+    assert all(agrees(q) for q in queries)
+    scan = index._scan
+    assert scan is not None and scan.threads == 3 and len(scan._slices) == 3
+    assert sum(int(s.ntotal) for s in scan._slices) == 3000
+    source.vectors, source.kinds, source.at = vectors, kinds, 2  # 200 rows appended
+    index.sync()
+    assert index._scan is scan and scan.ntotal == 3200  # appended to the last slice, not copied again
+    assert all(agrees(q) for q in queries)
+    scores, ids = index.search(vectors[3111], k=1)
+    assert ids[0][0] == 100 + 3111 and abs(float(scores[0][0]) - 1.0) < 1e-5
+    _, ids = index.search(vectors[3111], k=5, kind="location")
+    assert len(ids[0]) == 5 and all(kinds[int(x) - 100] == "location" for x in ids[0])
+    source.vectors, source.kinds, source.at = vectors[:2000], kinds[:2000], 3  # rows gone: a rebuild
+    index.sync()
+    assert index.rebuilds == 2 and index._scan is None
+    assert agrees(queries[0]) and index._scan is not None and index._scan.ntotal == 2000
+
+
+def test_small_or_single_thread_indexes_scan_on_one_thread(tmp_path):
+    vectors = unit(3000, 5)
+    index = VectorIndex(Rows(vectors, ["character"] * 3000), tmp_path, factory="PQ8x4fs,RFlat")
+    index.sync()
+    index.search(vectors[0], k=3)
+    assert index._scan is None  # 3,000 rows: below the rows one more thread needs
+    index.search_threads = 1
+    assert index._threaded_scan() is None
