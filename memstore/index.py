@@ -436,11 +436,11 @@ class VectorIndex:
 
     def _threaded_scan(self) -> ThreadedScan | None:
         """The threaded search view of a re-ranked PQ index large enough to be worth it, else None."""
-        if self._scan is not None and self._scan.ntotal == self.index.ntotal:
+        threads = thread_count(int(self.index.ntotal), self.search_threads)
+        if self._scan is not None and self._scan.ntotal == self.index.ntotal and self._scan.threads == threads:
             return self._scan
         self._scan = None
         inner = faiss_inner(self.index)
-        threads = thread_count(int(self.index.ntotal), self.search_threads)
         if threads > 1 and _is_refined(inner) and _is_fast_scan(inner.base_index) and hasattr(self.index, "id_map"):
             self._scan = ThreadedScan(self.index, threads)
         return self._scan

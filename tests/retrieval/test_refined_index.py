@@ -116,6 +116,8 @@ def test_threaded_scan_returns_the_one_thread_results_and_follows_appends(tmp_pa
     index.sync()
     assert index.rebuilds == 2 and index._scan is None
     assert agrees(queries[0]) and index._scan is not None and index._scan.ntotal == 2000
+    index.search_threads = 1  # a library that asks for one thread gets the one-thread search at once
+    assert index._threaded_scan() is None and agrees(queries[0])
 
 
 def test_small_or_single_thread_indexes_scan_on_one_thread(tmp_path):
