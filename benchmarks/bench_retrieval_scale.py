@@ -485,12 +485,11 @@ def dense_case(n: int, data: str, seed: int = 0, profile: bool = False) -> dict[
             for label, value in (("test_default", default), ("test_tuned", chosen)):
                 setattr(index, KNOB_ATTRIBUTE[knob], value)
                 out[label] = {knob: value, **measure(test)}
-            scan = index._threaded_scan()
-            out["scan_threads"] = scan.threads if scan is not None else 1
-            if scan is not None:  # the same tuned row with the scan on one thread, for comparison
+            threads = out["scan_threads"] = index.scan_threads
+            if threads > 1:  # the same tuned row with the scan on one thread, for comparison
                 index.search_threads = 1
                 out["test_tuned_one_thread"] = {knob: chosen, **measure(test)}
-                index.search_threads = scan.threads
+                index.search_threads = threads
         if profile:
             out["profile_top"] = _profile(lambda: measure(test))
         out["peak_rss_gib_so_far"] = round(peak_gib(), 2)

@@ -51,8 +51,9 @@ from .validation import KINDS
 #:   clustered data (nprobe 4) but its recall on overlapping data follows the share of lists
 #:   scanned (0.56 at the default nprobe 32, 0.93 at 1024 in 162 ms), and it builds in ~1 min.
 #:   Recall that holds whatever the embeddings' distribution is worth ~9 ms a shot here. From 500k
-#:   rows one query scans on ``search_threads`` threads (:mod:`memstore.scan`): at 1M, 5.5-6 ms
-#:   against 9-10 ms on one thread when the host's memory bandwidth is low, 2.2 against 3-7 ms when high.
+#:   rows one query scans on ``search_threads`` threads (:mod:`memstore.scan`): in the benchmark at
+#:   1M (memory read 8.6-8.9 GB/s) FAISS took 4.5 / 3.7 ms against 5.3 / 4.0 ms on one thread; in an
+#:   interleaved A/B while the host's bandwidth was low, 5.5-6.3 ms against 9.1-10.1 ms.
 #: - IVF above 2M, where a full scan would cost tens of ms: probe more (``nprobe``) for recall.
 #: (HNSW32 stays the rule for a dimension not divisible by 4; any factory can be set per library.)
 AUTO_QUANTIZED_ABOVE = 50_000
@@ -433,6 +434,12 @@ class VectorIndex:
         if scan is not None:
             return scan.search(q, k, self.k_factor)
         return self.index.search(q, k, params=self._params(kind, k))
+
+    @property
+    def scan_threads(self) -> int:
+        """Threads one query's scan runs on now (1 unless a threaded scan applies)."""
+        scan = self._threaded_scan() if self.index is not None else None
+        return scan.threads if scan is not None else 1
 
     def _threaded_scan(self) -> ThreadedScan | None:
         """The threaded search view of a re-ranked PQ index large enough to be worth it, else None."""

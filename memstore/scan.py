@@ -3,8 +3,9 @@
 Such an index answers a query by scanning the PQ code of every row (64 bytes a row for 512-d
 vectors: 64 MB at 1M rows), then re-ranking the best ``k_factor * k`` on their exact vectors. FAISS
 spreads a batch of queries over its OpenMP threads, but one query runs on one thread, and a story
-shot is one query. At 1M rows that one thread streams 64 MB from memory: 3-9 ms on this project's
-2-core machine, as the host's memory bandwidth varies (benchmarks/results/retrieval_scale.json).
+shot is one query. At 1M rows that one thread streams 64 MB from memory: 3-10 ms on this project's
+2-core machine, measured at different times as the host's memory bandwidth varied (the scale
+benchmark records that bandwidth beside its figures: benchmarks/results/retrieval_scale.json).
 
 :class:`ThreadedScan` is a search view of the same index: its codes cut into contiguous slices
 (whole 32-row blocks of the fast-scan layout, copied byte for byte, so every slice scores a row

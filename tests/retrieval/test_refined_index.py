@@ -102,7 +102,7 @@ def test_threaded_scan_returns_the_one_thread_results_and_follows_appends(tmp_pa
 
     assert all(agrees(q) for q in queries)
     scan = index._scan
-    assert scan is not None and scan.threads == 3 and len(scan._slices) == 3
+    assert scan is not None and scan.threads == index.scan_threads == 3 and len(scan._slices) == 3
     assert sum(int(s.ntotal) for s in scan._slices) == 3000
     source.vectors, source.kinds, source.at = vectors, kinds, 2  # 200 rows appended
     index.sync()
@@ -117,7 +117,7 @@ def test_threaded_scan_returns_the_one_thread_results_and_follows_appends(tmp_pa
     assert index.rebuilds == 2 and index._scan is None
     assert agrees(queries[0]) and index._scan is not None and index._scan.ntotal == 2000
     index.search_threads = 1  # a library that asks for one thread gets the one-thread search at once
-    assert index._threaded_scan() is None and agrees(queries[0])
+    assert index._threaded_scan() is None and index.scan_threads == 1 and agrees(queries[0])
 
 
 def test_small_or_single_thread_indexes_scan_on_one_thread(tmp_path):
