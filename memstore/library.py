@@ -27,7 +27,7 @@ from .errors import (
     VectorError,
 )
 from .images import EncodedImage, ImageInput, as_sequence, load_images
-from .schema import REFERENCE_META_COLUMNS, Entity, Reference, Rights, new_id, now, readable_rows
+from .schema import REFERENCE_META_COLUMNS, Entity, Reference, Rights, new_id, now, readable_rows, reference_rows
 from .store import Store
 from .validation import (
     Source,
@@ -241,7 +241,7 @@ class Library:
         vector_cols = list(self.store.vector_columns()) if with_vectors else []
         columns = REFERENCE_META_COLUMNS + (["image"] if with_images else []) + vector_cols
         query = self.store.references.search().where(self._where(*clauses)).select(columns).limit(None)
-        rows = readable_rows(query.to_arrow())
+        rows = reference_rows(query.to_arrow(), vector_cols)
         if live_only:
             rows = self._live(rows)
         refs = [Reference.from_row(r, vector_cols) for r in rows]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -245,6 +246,7 @@ class Reference(BaseModel):
 
     @classmethod
     def from_row(cls, row: dict[str, Any], vector_columns: list[str]) -> Reference:
+        """``row[c]``: a list or an array (:func:`reference_rows` gives arrays), or None."""
         values = {name: row.get(name) for name in _REFERENCE_FIELDS}
         if values["face_box"] is not None:
             values["face_box"] = list(values["face_box"])
@@ -305,6 +307,30 @@ def clamp_times(table: pa.Table) -> pa.Table:
 def readable_rows(table: pa.Table) -> list[dict[str, Any]]:
     """Rows of an Arrow table as dicts, times clamped (see :func:`clamp_times`)."""
     return clamp_times(table).to_pylist()
+
+
+def reference_rows(table: pa.Table, vector_columns: Sequence[str]) -> list[dict[str, Any]]:
+    """:func:`readable_rows` of a references read, each vector column as one float32 row of an
+    (n, dim) array (None where the row has none) instead of a Python list of floats: ``to_pylist``
+    made 512 float objects per vector, and that conversion was half the time of a 200-row read
+    (measured at 1M references)."""
+    columns = [c for c in vector_columns if c in table.column_names]
+    rows = readable_rows(table.drop_columns(columns))
+    for column in columns:
+        matrix, present = vector_matrix(table.column(column))
+        for row, vector, ok in zip(rows, matrix, present.tolist(), strict=True):
+            row[column] = vector if ok else None
+    return rows
+
+
+def vector_matrix(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed-size-list column as a writable (n, dim) float32 array and its rows' presence."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    dim = array.type.list_size
+    start = array.offset * dim  # a sliced array's values start further in
+    values = array.values.slice(start, len(array) * dim).to_numpy(zero_copy_only=False)
+    matrix = np.array(values, dtype=np.float32).reshape(len(array), dim)  # a copy: Arrow's is read-only
+    return matrix, ~np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _entity_schema() -> pa.Schema:

@@ -153,7 +153,8 @@ class EntityTextVectors:
             return []
         ann = self._approximate.get(library)
         if ann is not None:
-            return [DenseHit(eid, score) for eid, score in ann.search(query, k)]
+            with self._lock:  # another thread's sync may be removing and adding ids in it
+                return [DenseHit(eid, score) for eid, score in ann.search(query, k)]
         sims = single_threaded_products(matrix, query.astype(np.float32))
         if len(sims) > k:  # a partition, then a sort of k: tens of thousands of entities cost no full sort
             top = np.argpartition(-sims, k - 1)[:k]

@@ -4,12 +4,18 @@ Below :data:`APPROXIMATE_ABOVE` entities the prompt is compared to every entity'
 matrix-vector product: 4,096 x 512 is 8 MB, ~0.15 ms on one core). Above it that scan grows with
 the library (20,000 entities: ~5 ms on one core, measured; 50,000: a 100 MB pass, ~48 ms measured
 at 1M references, and OpenBLAS's threads make it worse on a busy machine) while the FAISS search of
-the references beside it costs 1-6 ms, so the vectors go into a FAISS ``IndexIVFFlat`` (inner
-product; nlist ~ sqrt(entities), a power of two; ``nprobe`` = nlist / 8 and at least 16: an eighth
-of the entities scanned, ~6k vectors at 50k entities). IVF rather than HNSW because it is kept in
-step cheaply: an entity whose text changed or that is gone is removed by id and a new one added,
-with no rebuild (HNSW can remove nothing); it is trained again only when the library has doubled.
-"""
+the references beside it costs 1-6 ms, so the vectors go into a FAISS ``IndexIVFScalarQuantizer``
+(8-bit codes, inner product; nlist ~ sqrt(entities), a power of two; ``nprobe`` = nlist / 8 and at
+least 16: an eighth of the entities scanned). The candidates (:data:`RERANK_FACTOR` per hit wanted)
+are scored again on the exact vectors, so the scores are the exact cosines.
+
+Why 8-bit codes: at 1M references (50k entities) an ``IndexIVFFlat`` read 12.5 MB of float vectors
+per query out of 100 MB, and that traffic pushed the reference index's 64 MB of PQ codes out of the
+CPU cache: with the text search off, the reference search inside ``retrieve()`` took 2.7-3.0 ms
+instead of 3.4-4.0 ms (``benchmarks/bench_retrieval_scale.py``'s 1M store, measured). The codes are
+a quarter of that. IVF rather than HNSW because it is kept in step cheaply: an entity whose text
+changed or that is gone is removed by id and a new one added, with no rebuild (HNSW can remove
+nothing); it is trained again only when the library has doubled."""
 
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ APPROXIMATE_ABOVE = 4096
 #: the share of lists searched (1 / PROBE_SHARE of them), and never fewer than MIN_PROBES
 PROBE_SHARE = 8
 MIN_PROBES = 16
+#: candidates fetched per hit wanted, then scored on the exact vectors (8-bit codes may swap near-ties)
+RERANK_FACTOR = 2
 #: k-means sample per list (FAISS asks for at least 39; 64 as the reference index does)
 TRAIN_PER_LIST = 64
 
@@ -37,7 +45,7 @@ class EntityTextIndex:
 
     def __init__(self, dim: int):
         self.dim = int(dim)
-        self.index: Any = None  # faiss.IndexIVFFlat (FAISS has no type stubs)
+        self.index: Any = None  # faiss.IndexIVFScalarQuantizer (FAISS has no type stubs)
         self._quantizer: Any = None
         self.trained_for = 0  # entities when last trained: trained again once the library doubled
         self.code_of: dict[str, int] = {}  # entity id -> FAISS id
@@ -45,13 +53,21 @@ class EntityTextIndex:
         self._next_code = 0
         self.rebuilds = 0  # tests and benchmarks read them
         self.updates = 0
+        self._exact = np.zeros((0, self.dim), np.float32)  # the vectors of the last sync (held, not copied)
+        self._row_of_code = np.zeros(0, np.int64)  # FAISS id -> its row of ``_exact``
 
     def sync(self, ids: Sequence[str], matrix: np.ndarray, changed: Collection[str]) -> None:
         """Make the index hold exactly ``ids`` (rows of ``matrix``); ``changed``: ids whose vector
         was made again since the last sync (their text changed)."""
         if self.index is None or len(ids) > 2 * self.trained_for:
             self._rebuild(ids, matrix)
-            return
+        else:
+            self._update(ids, matrix, changed)
+        rows = np.full(self._next_code, -1, np.int64)
+        rows[np.fromiter((self.code_of[eid] for eid in ids), np.int64, len(ids))] = np.arange(len(ids))
+        self._exact, self._row_of_code = matrix, rows
+
+    def _update(self, ids: Sequence[str], matrix: np.ndarray, changed: Collection[str]) -> None:
         current = set(ids)
         gone = [eid for eid in self.code_of if eid not in current or eid in changed]
         new = [i for i, eid in enumerate(ids) if eid not in self.code_of or eid in changed]
@@ -72,7 +88,8 @@ class EntityTextIndex:
 
         nlist = list_count(len(ids))
         quantizer = faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        eight_bit = faiss.ScalarQuantizer.QT_8bit
+        index = faiss.IndexIVFScalarQuantizer(quantizer, self.dim, nlist, eight_bit, faiss.METRIC_INNER_PRODUCT)
         sample = matrix
         if len(matrix) > TRAIN_PER_LIST * nlist:
             pick = np.random.default_rng(0).choice(len(matrix), TRAIN_PER_LIST * nlist, replace=False)
@@ -94,9 +111,13 @@ class EntityTextIndex:
             self.id_of[code] = eid
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
-        """(entity id, cosine) of the ``k`` nearest entities found, best first."""
+        """(entity id, exact cosine) of the ``k`` nearest entities found, best first."""
         if self.index is None or not self.code_of:
             return []
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-        scores, codes = self.index.search(q, min(k, len(self.code_of)))
-        return [(self.id_of[c], float(s)) for s, c in zip(scores[0].tolist(), codes[0].tolist(), strict=True) if c >= 0]
+        want = min(k, len(self.code_of))
+        _, found = self.index.search(q, min(len(self.code_of), want * RERANK_FACTOR))
+        codes = found[0][found[0] >= 0]
+        sims = self._exact[self._row_of_code[codes]] @ q[0]
+        order = np.argsort(-sims, kind="stable")[:want]  # ties keep FAISS's order
+        return [(self.id_of[int(codes[i])], float(sims[i])) for i in order.tolist()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from pydantic import BaseModel
@@ -123,3 +124,18 @@ def test_a_field_without_an_arrow_type_is_refused():
 
     with pytest.raises(TypeError, match="no Arrow type"):
         model_fields(Bad)
+
+
+def test_reference_rows_give_each_vector_as_a_writable_float32_row():
+
+    from memstore.schema import reference_rows
+
+    flat = pa.array(np.arange(12, dtype=np.float32))
+    vectors = pa.FixedSizeListArray.from_arrays(flat, 3, mask=pa.array([False, True, False, False]))
+    table = pa.table({"id": ["a", "b", "c", "d"], "clip": vectors}).slice(1)  # an offset into the values
+    rows = reference_rows(table, ["clip", "not_there"])
+    assert [r["id"] for r in rows] == ["b", "c", "d"]
+    assert rows[0]["clip"] is None  # the null row has no vector, not a row of zeros
+    assert rows[1]["clip"].tolist() == [6.0, 7.0, 8.0] and rows[2]["clip"].tolist() == [9.0, 10.0, 11.0]
+    rows[1]["clip"] *= 2  # callers normalise in place: the arrays are theirs, not Arrow's read-only buffers
+    assert rows[1]["clip"].dtype == np.float32 and rows[1]["clip"][0] == 12.0
