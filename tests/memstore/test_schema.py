@@ -127,7 +127,6 @@ def test_a_field_without_an_arrow_type_is_refused():
 
 
 def test_reference_rows_give_each_vector_as_a_writable_float32_row():
-
     from memstore.schema import reference_rows
 
     flat = pa.array(np.arange(12, dtype=np.float32))
