@@ -38,6 +38,8 @@ a re-ranked PQ index of 500k rows or more scans one query on 2 threads at the pr
 (``search_threads``, :mod:`memstore.scan`), and ``test_tuned_one_thread`` repeats the tuned row on one.
 ``memory_read_gbs``: one thread's read rate over 256 MB when the case starts: the host's memory
 bandwidth, which bounds a full scan of codes and varies with the machine's other tenants.
+``bare_search``: the index's own search of the test queries outside retrieve, back to back and each
+after a 4 ms pause (the floor of the FAISS part: a scan reads from cache only right after the last).
 
 Run: ``.venv/bin/python -m benchmarks.bench_retrieval_scale`` (all: 100, 10k, 100k and 1M references, ~7 min
 on 2 quiet cores, 11 GB peak) or ``--sizes 100 10000 --sets clustered`` (a minute).
@@ -490,6 +492,7 @@ def dense_case(n: int, data: str, seed: int = 0, profile: bool = False) -> dict[
                 index.search_threads = 1
                 out["test_tuned_one_thread"] = {knob: chosen, **measure(test)}
                 index.search_threads = threads
+        out["bare_search"] = bare_search(index, queries[list(test)])
         if profile:
             out["profile_top"] = _profile(lambda: measure(test))
         out["peak_rss_gib_so_far"] = round(peak_gib(), 2)
@@ -499,6 +502,28 @@ def dense_case(n: int, data: str, seed: int = 0, profile: bool = False) -> dict[
         shutil.rmtree(root, ignore_errors=True)
         gc.collect()
     return out
+
+
+#: the pause between two bare searches in ``bare_search``: about what the rest of a retrieve takes
+IDLE_GAP_S = 0.004
+
+
+def bare_search(index: Any, queries: np.ndarray) -> dict[str, float]:
+    """The index's own search (k=64, as a retrieve asks) of these queries outside any retrieve: back
+    to back, then each after a ``IDLE_GAP_S`` pause. A full scan of a large index's codes is served
+    from the host's shared last-level cache only while it was read moments ago, so a search between
+    a retrieve's other work costs more than one in a tight loop (1M rows: 2.6-2.9 against 4.4-5.2 ms,
+    measured while writing this; neither extra memory traffic nor a busy thread made the
+    difference, only the pause)."""
+    times: dict[str, list[float]] = {"back_to_back": [], "after_idle": []}
+    for label in times:
+        for q in queries:
+            if label == "after_idle":
+                time.sleep(IDLE_GAP_S)
+            start = time.perf_counter()
+            index.search(q, 64)
+            times[label].append(time.perf_counter() - start)
+    return {f"{label}_p50_ms": round(float(np.median(t)) * 1e3, 3) for label, t in times.items()}
 
 
 #: the VectorIndex attribute of each knob
