@@ -8,8 +8,11 @@ reference's stable 63-bit key as FAISS id. ``auto`` picks by size: ``Flat`` (exa
 
 Beside the FAISS ids it keeps sidecar arrays in memory (kind and entity of every key), so a
 search maps hits to entities without reading Lance. It is saved beside the table with a sidecar
-recording the Lance version it reflects. On :meth:`sync`: same version -> nothing; only new keys
--> they are appended; any key gone -> a rebuild. Search can be restricted to a kind with an ID
+recording the Lance version it reflects. On :meth:`sync`: same version -> nothing; new keys -> they
+are appended; keys gone -> they are marked removed (``removed``, kept in the saved sidecar) and every
+search drops them, until more than :data:`REMOVED_SHARE` of the rows are removed -> a rebuild (FAISS's
+fast-scan and HNSW indexes cannot delete a row, and a rebuild at 1M rows takes ~20 s: deleting one
+character must not stall the next retrieve for that). Search can be restricted to a kind with an ID
 selector. The version check itself is cheap: a held table handle, and for local stores a stat of
 the table's ``_versions`` folder first (see :class:`memstore.store.VersionWatch`). Rows come through
 a :class:`RowSource`, so this module knows no store.
@@ -73,6 +76,9 @@ PQ_TRAIN_ROWS = 65_536
 #: a kind-filtered search of a re-ranked (``,RFlat``) index fetches this many times k, then filters:
 #: FAISS's fast-scan codes take no ID selector
 KIND_OVERFETCH = 8
+#: removed rows an index keeps (dropped from every search) before it is rebuilt, as a share of its rows:
+#: each search fetches about k / (1 - share) rows, so a 5% share costs a k=64 search ~10 more rows
+REMOVED_SHARE = 0.05
 #: versioned caches kept per column: the newest, and the one before for a process still loading it
 CACHE_VERSIONS_KEPT = 2
 
@@ -150,6 +156,8 @@ class VectorIndex:
         # entity of each key, as a code into ``entity_ids`` (1M refs: 4 MB instead of 128 MB of str)
         self.entity_codes = np.zeros(0, dtype=np.int32)
         self.entity_ids: list[str] = []
+        # keys still in FAISS whose rows the table no longer has (sorted): every search drops them
+        self.removed = np.zeros(0, dtype=np.int64)
         self._entity_code: dict[str, int] = {}
         self._row_of: tuple[np.ndarray, np.ndarray] | None = None
         self.version: int | None = None
@@ -229,6 +237,7 @@ class VectorIndex:
         if len(keys):
             index.add_with_ids(vectors, keys)
         self.index, self.keys, self.kinds, self.entity_codes = index, keys, kinds, codes
+        self.removed = np.zeros(0, dtype=np.int64)
         self._row_of = None
         self.version = version
         self._selectors.clear()
@@ -248,12 +257,16 @@ class VectorIndex:
             self.rebuild(version)
             return
         table_keys, _ = self._table_keys()
-        gone = np.setdiff1d(self.keys, table_keys, assume_unique=False)
+        gone = np.setdiff1d(self.keys, table_keys, assume_unique=False)  # sorted: the removed rows now
         added = np.setdiff1d(table_keys, self.keys, assume_unique=False)
+        # a removed key back in the table: its FAISS row may hold an older vector
+        revived = np.intersect1d(table_keys, self.removed)
         factory_now = choose_factory(self.factory, len(table_keys), self.dim)
-        if len(gone) or _auto_family(factory_now) != _auto_family(self.built_factory or ""):
+        family_changed = _auto_family(factory_now) != _auto_family(self.built_factory or "")
+        if family_changed or len(revived) or len(gone) > REMOVED_SHARE * len(self.keys):
             self.rebuild(version)
             return
+        self.removed = gone
         if len(added):
             vectors, keys, kinds, codes = self._vectors_for(added)
             self.index.add_with_ids(vectors, keys)
@@ -291,7 +304,7 @@ class VectorIndex:
         # Write each file to a temp name and rename, meta last: a reader never sees a torn index.
         for target, write in (
             (self.path, lambda p: faiss.write_index(self.index, str(p))),
-            (self.keys_path, lambda p: _save_sidecar(p, self.keys, self.kinds, self.entity_codes, self.entity_ids)),
+            (self.keys_path, lambda p: _save_sidecar(p, self._sidecar())),
             (self.meta_path, lambda p: Path(p).write_text(json.dumps(meta))),
         ):
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=target.suffix)
@@ -302,6 +315,16 @@ class VectorIndex:
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
+
+    def _sidecar(self) -> dict[str, np.ndarray]:
+        """The arrays saved beside the FAISS bytes (one file, so they always come from one save)."""
+        return {
+            "keys": self.keys,
+            "kinds": self.kinds.astype(np.int8),
+            "codes": self.entity_codes.astype(np.int32),
+            "entity_ids": np.array(self.entity_ids, dtype="S64"),
+            "removed": self.removed,
+        }
 
     # --- the versioned cache of a remote store --------------------------------------------------
     def cache_path(self, version: int) -> Path:
@@ -327,11 +350,8 @@ class VectorIndex:
                 np.savez(
                     f,
                     index=faiss.serialize_index(self.index),
-                    keys=self.keys,
-                    kinds=self.kinds.astype(np.int8),
-                    codes=self.entity_codes.astype(np.int32),
-                    entity_ids=np.array(self.entity_ids, dtype="S64"),
                     meta=np.frombuffer(json.dumps(self._meta()).encode(), dtype=np.uint8),
+                    **self._sidecar(),  # type: ignore[arg-type]  # numpy's stub fears a key allow_pickle
                 )
             os.replace(tmp, self.cache_path(self.version))
         finally:
@@ -359,12 +379,13 @@ class VectorIndex:
                     kinds = side["kinds"].astype(np.int8)
                     codes = side["codes"].astype(np.int32)
                     entity_ids = [e.decode() for e in side["entity_ids"].tolist()]
+                    removed = _removed_of(side)
             except (OSError, ValueError, KeyError, RuntimeError):
                 continue  # pruned by another process meanwhile, or not ours: try an older one
             if meta.get("spec") != self.source.spec or meta.get("dim") != self.dim or index.ntotal != len(keys):
                 continue
             self.index, self.keys, self.kinds, self.entity_codes = index, keys, kinds, codes
-            self.entity_ids = entity_ids
+            self.entity_ids, self.removed = entity_ids, removed
             self._entity_code = {e: i for i, e in enumerate(entity_ids)}
             self._row_of = None
             self._scan = None
@@ -385,6 +406,7 @@ class VectorIndex:
                 kinds = side["kinds"].astype(np.int8)
                 codes = side["codes"].astype(np.int32)
                 entity_ids = [e.decode() for e in side["entity_ids"].tolist()]
+                removed = _removed_of(side)
             if index.ntotal != len(keys) or meta.get("count") != len(keys):
                 return  # files from different saves: rebuild
             if len(codes) and int(codes.max()) >= len(entity_ids):
@@ -394,7 +416,7 @@ class VectorIndex:
         except (OSError, ValueError, KeyError, RuntimeError, IndexError):
             return
         self.index, self.keys, self.kinds, self.entity_codes = index, keys, kinds, codes
-        self.entity_ids = entity_ids
+        self.entity_ids, self.removed = entity_ids, removed
         self._entity_code = {e: i for i, e in enumerate(entity_ids)}
         self._row_of = None
         self._scan = None
@@ -423,11 +445,42 @@ class VectorIndex:
         if k <= 0:
             raise InvalidInputError(f"k must be positive, got {k}")
         q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        if self.index is None or self.index.ntotal == 0:
-            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        k = min(k, int(self.index.ntotal))
         if kind is not None and kind not in KINDS:
             raise InvalidInputError(f"kind {kind!r} is unknown; expected one of {KINDS}")
+        if self.ntotal == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        k = min(k, self.ntotal)
+        if len(self.removed):
+            return self._search_live(q, k, kind)
+        return self._search_rows(q, k, kind)
+
+    def _search_live(self, q: np.ndarray, k: int, kind: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """Search past the removed rows: fetch about k / (1 - their share), drop them, and fetch
+        again with more while fewer than k are left and the index could return more."""
+        rows = int(self.index.ntotal)
+        share = len(self.removed) / rows
+        first = min(rows, int(np.ceil(k / (1 - share) + 3 * np.sqrt(k * share))) + 1)
+        scores_out = np.full((len(q), k), -np.inf, np.float32)
+        ids_out = np.full((len(q), k), -1, np.int64)
+        for row in range(len(q)):
+            fetch = first
+            while True:
+                scores, ids = self._search_rows(q[row : row + 1], fetch, kind)
+                found = ids[0] >= 0
+                keep = found & ~self._is_removed(ids[0])
+                if keep.sum() >= k or fetch >= rows or found.sum() < fetch:
+                    break
+                fetch = min(rows, fetch * 2)
+            kept = np.flatnonzero(keep)[:k]
+            scores_out[row, : len(kept)], ids_out[row, : len(kept)] = scores[0][kept], ids[0][kept]
+        return scores_out, ids_out
+
+    def _is_removed(self, ids: np.ndarray) -> np.ndarray:
+        pos = np.minimum(np.searchsorted(self.removed, ids), len(self.removed) - 1)
+        return self.removed[pos] == ids
+
+    def _search_rows(self, q: np.ndarray, k: int, kind: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """The index's own search, removed rows included."""
         if kind is not None and _is_refined(faiss_inner(self.index)):
             return self._search_filtered(q, k, kind)
         scan = self._threaded_scan() if kind is None else None
@@ -534,20 +587,24 @@ class VectorIndex:
         """Entity id of each FAISS id (None for -1 or a key the index does not hold)."""
         return [self.entity_ids[c] if c >= 0 else None for c in self.entity_codes_of(ids).tolist()]
 
+    def live_keys(self) -> np.ndarray:
+        """The keys a search can return: the table's, once in step (``keys`` holds the removed too)."""
+        return np.setdiff1d(self.keys, self.removed) if len(self.removed) else self.keys
+
     @property
     def ntotal(self) -> int:
-        return 0 if self.index is None else int(self.index.ntotal)
+        """Rows a search can return: the index's, less the removed ones."""
+        return 0 if self.index is None else int(self.index.ntotal) - len(self.removed)
 
 
-def _save_sidecar(path: str, keys: np.ndarray, kinds: np.ndarray, codes: np.ndarray, entity_ids: list[str]) -> None:
+def _save_sidecar(path: str, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a bare temp name
-        np.savez(
-            f,
-            keys=keys,
-            kinds=kinds.astype(np.int8),
-            codes=codes.astype(np.int32),
-            entity_ids=np.array(entity_ids, dtype="S64"),
-        )
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub fears a key allow_pickle
+
+
+def _removed_of(side: Any) -> np.ndarray:
+    """The removed keys of a saved sidecar (none in one saved before they were kept)."""
+    return side["removed"].astype(np.int64) if "removed" in side.files else np.zeros(0, np.int64)
 
 
 def _check_fits(factory: str, dim: int) -> None:

@@ -46,7 +46,7 @@ def test_append_extends_without_rebuild(library, store):
     new = add_entity(library, "Bram", "character", rand_vecs(2, 2), 30)
     index = store.index("default", COL)
     assert index.rebuilds == rebuilds and index.appends >= 1
-    assert set(index.keys.tolist()) == table_keys(store, "default")
+    assert set(index.live_keys().tolist()) == table_keys(store, "default")
     _, ids = index.search(new[1].vectors[COL] if new[1].vectors else rand_vecs(2, 2)[1], k=1)
     assert ids[0][0] == new[1].key
 
@@ -59,7 +59,7 @@ def test_delete_rebuilds(library, store):
     library.remove("Aria")
     index = store.index("default", COL)
     assert index.rebuilds == rebuilds + 1
-    assert set(index.keys.tolist()) == table_keys(store, "default")
+    assert set(index.live_keys().tolist()) == table_keys(store, "default")
     assert index.ntotal == 3
 
 
@@ -75,9 +75,9 @@ def test_reopen_loads_saved_index_and_reconciles_foreign_writes(tmp_path):
     add_entity(other.library("default"), "Bram", "character", rand_vecs(2, 2), 30)
     fresh = Store.open(path).index("default", COL)
     assert fresh.rebuilds == 0  # loaded from disk, then extended
-    assert set(fresh.keys.tolist()) == table_keys(other, "default")
+    assert set(fresh.live_keys().tolist()) == table_keys(other, "default")
     stale = store.index("default", COL)
-    assert set(stale.keys.tolist()) == table_keys(other, "default")
+    assert set(stale.live_keys().tolist()) == table_keys(other, "default")
 
 
 def test_corrupt_index_file_is_rebuilt(tmp_path):
@@ -117,3 +117,17 @@ def test_bad_queries(library, store):
         index.search(np.ones(10), k=1)
     with pytest.raises(VectorError):
         index.search(np.full(512, np.nan), k=1)
+
+
+def test_removing_one_entity_of_many_marks_its_rows_removed_instead_of_rebuilding(library, store):
+    vecs = rand_vecs(120, 7)
+    refs = [r for i in range(30) for r in add_entity(library, f"E{i}", "character", vecs[4 * i : 4 * i + 4], 100 + i)]
+    index = store.index("default", COL)
+    rebuilds = index.rebuilds
+    library.remove("E3")  # 4 of 120 rows
+    index = store.index("default", COL)
+    gone = {r.key for r in refs[12:16]}
+    assert index.rebuilds == rebuilds and set(index.removed.tolist()) == gone and index.ntotal == 116
+    _, ids = index.search(vecs[13], k=5)
+    assert len(ids[0]) == 5 and gone.isdisjoint(ids[0].tolist())
+    assert refs[12].entity_id not in {r.entity_id for _, r in library.search(vecs[13], k=5)}

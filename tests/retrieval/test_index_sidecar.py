@@ -55,7 +55,7 @@ def test_missing_or_mismatched_sidecar_is_rebuilt(tmp_path):
     # a sidecar from another save (same count, other keys) must not be paired with this FAISS file
     from memstore.index import _save_sidecar
 
-    _save_sidecar(str(fresh.keys_path), fresh.keys[::-1] + 1, fresh.kinds, fresh.entity_codes, fresh.entity_ids)
+    _save_sidecar(str(fresh.keys_path), {**fresh._sidecar(), "keys": fresh.keys[::-1] + 1})
     again = Store.open(tmp_path / "db").index("default", COL)
     assert again.rebuilds == 1 and sidecar(again) == truth(store)
 

@@ -128,3 +128,51 @@ def test_small_or_single_thread_indexes_scan_on_one_thread(tmp_path):
     assert index._scan is None  # 3,000 rows: below the rows one more thread needs
     index.search_threads = 1
     assert index._threaded_scan() is None
+
+
+class Shrinking(Rows):
+    """Rows whose table loses some: ``gone`` row numbers are no longer in it."""
+
+    def __init__(self, vectors: np.ndarray, kinds: list[str]):
+        super().__init__(vectors, kinds)
+        self.gone: set[int] = set()
+
+    def _kept(self) -> np.ndarray:
+        return np.array([i for i in range(len(self.kinds)) if i not in self.gone], dtype=np.int64)
+
+    def key_table(self) -> pa.Table:
+        kept = self._kept()
+        return pa.table({"key": kept + 100, "kind": [self.kinds[i] for i in kept]})
+
+    def vector_table(self, keys: np.ndarray | None) -> pa.Table:
+        return super().vector_table(self._kept() + 100 if keys is None else keys)
+
+
+def test_removed_rows_leave_every_search_without_a_rebuild_and_stay_removed_on_reload(tmp_path, monkeypatch):
+    import memstore.scan
+
+    monkeypatch.setattr(memstore.scan, "ROWS_PER_THREAD", 500)  # the threaded scan too
+    vectors = unit(2000, 3)
+    kinds = ["character" if i % 3 else "location" for i in range(2000)]
+    source = Shrinking(vectors, kinds)
+    index = VectorIndex(source, tmp_path, factory="PQ8x4fs,RFlat", params={"k_factor": 16})
+    index.sync()
+    assert index.scan_threads == 2
+    source.gone, source.at = set(range(0, 80)), 2  # 4% of the rows: under the share that rebuilds
+    index.sync()
+    assert index.rebuilds == 1 and index.ntotal == 1920 and len(index.removed) == 80
+    for i in (0, 5, 79):
+        scores, ids = index.search(vectors[i], k=10)
+        assert len(ids[0]) == 10 and (ids[0] >= 180).all()  # ten live rows, the removed one (score 1) not among them
+        assert float(scores[0][0]) < 0.999
+        _, ids = index.search(vectors[i], k=10, kind="location")
+        assert (ids[0] >= 180).all() and all(kinds[int(x) - 100] == "location" for x in ids[0])
+    _, ids = index.search(vectors[1], k=5000)  # more than it holds: every live row, once
+    assert sorted(ids[0].tolist()) == list(range(180, 2100))
+    reloaded = VectorIndex(source, tmp_path, factory="PQ8x4fs,RFlat", params={"k_factor": 16})
+    reloaded.sync()
+    assert reloaded.rebuilds == 0 and reloaded.ntotal == 1920
+    assert (reloaded.search(vectors[5], k=10)[1][0] >= 180).all()
+    source.gone, source.at = set(range(0, 120)), 3  # 6%: rebuilt without them
+    index.sync()
+    assert index.rebuilds == 2 and len(index.removed) == 0 and index.ntotal == 1880

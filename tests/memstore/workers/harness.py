@@ -174,7 +174,7 @@ def check_mixed(db: Path, result: dict) -> dict:
 
     fresh = Store.open(db)
     table_keys = {r["key"] for r in refs if r.get(COLUMN) is not None}
-    index_keys = set(fresh.index("default", COLUMN).keys.tolist()) if COLUMN in fresh.vector_columns() else set()
+    index_keys = set(fresh.index("default", COLUMN).live_keys().tolist()) if COLUMN in fresh.vector_columns() else set()
     return {
         "entities": len(ents),
         "references": len(refs),
@@ -247,7 +247,7 @@ def check_crashed(db: Path, committed: set[str], removed: set[str]) -> dict:
     visible = {r.id for r in lib.references(with_vectors=False)}
     orphans_visible = len(orphans & visible)
     has_column = COLUMN in store.vector_columns()
-    index_keys = set(store.index(lib.name, COLUMN).keys.tolist()) if has_column else set()
+    index_keys = set(store.index(lib.name, COLUMN).live_keys().tolist()) if has_column else set()
     table_keys = {r["key"] for r in refs if r.get(COLUMN) is not None}
     index_mismatch = len(index_keys ^ table_keys)
     # Search must not return an orphan either.
@@ -257,7 +257,7 @@ def check_crashed(db: Path, committed: set[str], removed: set[str]) -> dict:
     _, refs_after = raw_tables(db)
     left = sum(1 for r in refs_after if r["entity_id"] not in by_id)
     reopened = Store.open(db)  # a fresh process view: the index is loaded from its files
-    index_after = set(reopened.index(lib.name, COLUMN).keys.tolist()) if has_column else set()
+    index_after = set(reopened.index(lib.name, COLUMN).live_keys().tolist()) if has_column else set()
     table_after = {r["key"] for r in refs_after if r.get(COLUMN) is not None}
     return {
         "entities": len(ents),
