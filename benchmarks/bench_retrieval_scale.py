@@ -38,6 +38,8 @@ a re-ranked PQ index of 500k rows or more scans one query on 2 threads at the pr
 (``search_threads``, :mod:`memstore.scan`), and ``test_tuned_one_thread`` repeats the tuned row on one.
 ``memory_read_gbs``: one thread's read rate over 256 MB when the case starts: the host's memory
 bandwidth, which bounds a full scan of codes and varies with the machine's other tenants.
+``after_removing_an_entity``: one entity removed through the library, then the first retrieve after
+it (the index marks its 20 rows removed instead of rebuilding) and 19 more.
 ``bare_search``: the index's own search of the test queries outside retrieve, back to back and each
 after a 4 ms pause (the floor of the FAISS part: a scan reads from cache only right after the last).
 
@@ -493,6 +495,7 @@ def dense_case(n: int, data: str, seed: int = 0, profile: bool = False) -> dict[
                 out["test_tuned_one_thread"] = {knob: chosen, **measure(test)}
                 index.search_threads = threads
         out["bare_search"] = bare_search(index, queries[list(test)])
+        out["after_removing_an_entity"] = after_removal(library, retriever, index, [prompts[i] for i in test][:20])
         if profile:
             out["profile_top"] = _profile(lambda: measure(test))
         out["peak_rss_gib_so_far"] = round(peak_gib(), 2)
@@ -524,6 +527,29 @@ def bare_search(index: Any, queries: np.ndarray) -> dict[str, float]:
             index.search(q, 64)
             times[label].append(time.perf_counter() - start)
     return {f"{label}_p50_ms": round(float(np.median(t)) * 1e3, 3) for label, t in times.items()}
+
+
+def after_removal(library: Any, retriever: Any, index: Any, prompts: Sequence[str]) -> dict[str, Any]:
+    """Remove one entity (its 20 references) through the library, then time the first retrieve after
+    it (the index's sync, the catalog and the text vectors brought in step) and the next ones."""
+    from retrieval import ShotQuery
+
+    rebuilds = index.rebuilds
+    t = time.perf_counter()
+    library.remove(f"{library.name}-0")
+    out: dict[str, Any] = {"remove_s": round(time.perf_counter() - t, 2)}
+    t = time.perf_counter()
+    retriever.retrieve(ShotQuery(prompts[0]))
+    out["first_retrieve_after_s"] = round(time.perf_counter() - t, 3)
+    out["index_rebuilt"] = index.rebuilds != rebuilds
+    out["rows_marked_removed"] = len(index.removed)
+    times = []
+    for prompt in prompts[1:]:
+        t = time.perf_counter()
+        retriever.retrieve(ShotQuery(prompt))
+        times.append(time.perf_counter() - t)
+    out["then"] = stats(times)
+    return out
 
 
 #: the VectorIndex attribute of each knob
