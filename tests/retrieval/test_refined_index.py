@@ -158,9 +158,14 @@ def test_removed_rows_leave_every_search_without_a_rebuild_and_stay_removed_on_r
     index = VectorIndex(source, tmp_path, factory="PQ8x4fs,RFlat", params={"k_factor": 16})
     index.sync()
     assert index.scan_threads == 2
+    written = (index.path.stat().st_ino, index.path.stat().st_mtime_ns)
     source.gone, source.at = set(range(0, 80)), 2  # 4% of the rows: under the share that rebuilds
     index.sync()
     assert index.rebuilds == 1 and index.ntotal == 1920 and len(index.removed) == 80
+    assert (
+        index.path.stat().st_ino,
+        index.path.stat().st_mtime_ns,
+    ) == written  # same FAISS rows: only the sidecar and meta are written
     for i in (0, 5, 79):
         scores, ids = index.search(vectors[i], k=10)
         assert len(ids[0]) == 10 and (ids[0] >= 180).all()  # ten live rows, the removed one (score 1) not among them
