@@ -79,6 +79,9 @@ KIND_OVERFETCH = 8
 #: removed rows an index keeps (dropped from every search) before it is rebuilt, as a share of its rows:
 #: each search fetches about k / (1 - share) rows, so a 5% share costs a k=64 search ~10 more rows
 REMOVED_SHARE = 0.05
+#: new rows (or rows without a vector) a sync checks one by one for a vector; above it, one read of
+#: which rows have one (the whole vector column) is cheaper
+CHECK_EACH_BELOW = 20_000
 #: versioned caches kept per column: the newest, and the one before for a process still loading it
 CACHE_VERSIONS_KEPT = 2
 
@@ -115,6 +118,11 @@ class RowSource(Protocol):
 
     def key_table(self) -> pa.Table:
         """``key`` (int64) and ``kind`` of every row that has a vector in the column."""
+        ...
+
+    def row_keys(self) -> np.ndarray:
+        """``key`` of every row, with a vector in the column or not: no vector is read (telling
+        which rows have one reads the whole column, 3 s at 1M rows)."""
         ...
 
     def vector_table(self, keys: np.ndarray | None) -> pa.Table:
@@ -188,12 +196,7 @@ class VectorIndex:
     def _vectors_for(self, keys: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         table = self.source.vector_table(keys)
         if table.num_rows == 0:
-            return (
-                np.zeros((0, self.dim), np.float32),
-                np.zeros(0, np.int64),
-                np.zeros(0, np.int8),
-                np.zeros(0, np.int32),
-            )
+            return _no_rows(self.dim)
         flat = table.column(self.column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
         vectors = np.ascontiguousarray(flat.reshape(-1, self.dim), dtype=np.float32)
         ks = table.column("key").to_numpy().astype(np.int64)
@@ -256,22 +259,20 @@ class VectorIndex:
         if self.index is None:
             self.rebuild(version)
             return
-        # set differences on sorted arrays: np.setdiff1d's hashing took 2.7 s for two at 1M keys, this 0.04 s
-        table_keys = _sorted_unique(self._table_keys()[0])
+        every, added = self._table_and_new_keys()
         held = self._sorted_keys()
-        gone = held[~_contains(table_keys, held)]  # sorted: the removed rows now
-        added = table_keys[~_contains(held, table_keys)]
+        gone = held[~_contains(every, held)]  # sorted: the removed rows now
         # a removed key back in the table: its FAISS row may hold an older vector
-        revived = self.removed[_contains(table_keys, self.removed)]
-        factory_now = choose_factory(self.factory, len(table_keys), self.dim)
+        revived = self.removed[_contains(every, self.removed)]
+        factory_now = choose_factory(self.factory, len(held) - len(gone) + len(added), self.dim)
         family_changed = _auto_family(factory_now) != _auto_family(self.built_factory or "")
         if family_changed or len(revived) or len(gone) > REMOVED_SHARE * len(self.keys):
             self.rebuild(version)
             return
-        rows_changed = bool(len(added))
         self.removed = gone
-        if len(added):
-            vectors, keys, kinds, codes = self._vectors_for(added)
+        vectors, keys, kinds, codes = self._vectors_for(added) if len(added) else _no_rows(self.dim)
+        rows_changed = bool(len(keys))  # candidates without a vector add nothing
+        if rows_changed:
             self.index.add_with_ids(vectors, keys)
             if self._scan is not None:
                 self._scan.append(vectors, keys)
@@ -284,6 +285,21 @@ class VectorIndex:
             self.appends += 1
         self.version = version
         self._save(rows_changed)
+
+    def _table_and_new_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the table's keys, those of them the index does not hold), sorted. The keys of every row
+        are cheap to read and the new ones are checked for a vector by :meth:`_vectors_for`; when
+        there are many, the table's keys are read again as only those of rows with a vector (the
+        whole vector column is read). A vector is never cleared in place, so a held key still in
+        the table still has one. Set differences on sorted arrays: np.setdiff1d's hashing took
+        2.7 s for two at 1M keys, this 0.04 s."""
+        held = self._sorted_keys()
+        every = _sorted_unique(self.source.row_keys())
+        new = every[~_contains(held, every)]
+        if len(new) > CHECK_EACH_BELOW:
+            every = _sorted_unique(self._table_keys()[0])
+            new = every[~_contains(held, every)]
+        return every, new
 
     # --- persistence --------------------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
@@ -614,6 +630,11 @@ class VectorIndex:
 def _save_sidecar(path: str, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a bare temp name
         np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub fears a key allow_pickle
+
+
+def _no_rows(dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What :meth:`VectorIndex._vectors_for` gives for no rows: vectors, keys, kinds, entity codes."""
+    return np.zeros((0, dim), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.int32)
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

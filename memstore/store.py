@@ -186,6 +186,11 @@ class ReferenceColumn:
     def key_table(self) -> pa.Table:
         return self.store.references.to_lance().to_table(columns=["key", "kind"], filter=self._where())
 
+    def row_keys(self) -> np.ndarray:
+        lance = self.store.references.to_lance()
+        keys = lance.to_table(columns=["key"], filter=f"library = {sql_str(self.library)}").column("key")
+        return keys.to_numpy().astype(np.int64)
+
     def vector_table(self, keys: np.ndarray | None) -> pa.Table:
         lance = self.store.references.to_lance()
         columns = ["key", "kind", "entity_id", self.column]

@@ -33,6 +33,9 @@ class FixedSource:
     def key_table(self) -> pa.Table:
         return pa.table({"key": self.keys, "kind": ["prop"] * len(self.keys)})
 
+    def row_keys(self) -> np.ndarray:
+        return self.keys
+
     def vector_table(self, keys: np.ndarray | None) -> pa.Table:
         pick = np.ones(len(self.keys), bool) if keys is None else np.isin(self.keys, keys)
         vectors = pa.FixedSizeListArray.from_arrays(pa.array(self.vectors[pick].ravel()), DIM)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from memstore.index import VectorIndex
 
@@ -24,6 +25,9 @@ class Rows:
 
     def key_table(self) -> pa.Table:
         return pa.table({"key": np.arange(len(self.kinds), dtype=np.int64) + 100, "kind": self.kinds})
+
+    def row_keys(self) -> np.ndarray:
+        return self.key_table().column("key").to_numpy()
 
     def vector_table(self, keys: np.ndarray | None) -> pa.Table:
         rows = np.arange(len(self.kinds)) if keys is None else np.asarray(keys) - 100
@@ -181,3 +185,47 @@ def test_removed_rows_leave_every_search_without_a_rebuild_and_stay_removed_on_r
     source.gone, source.at = set(range(0, 120)), 3  # 6%: rebuilt without them
     index.sync()
     assert index.rebuilds == 2 and len(index.removed) == 0 and index.ntotal == 1880
+
+
+class PartlyEmbedded(Rows):
+    """Rows of which some have no vector yet (``bare``): in the table's keys, not in its vectors."""
+
+    def __init__(self, vectors: np.ndarray, kinds: list[str], bare: set[int]):
+        super().__init__(vectors, kinds)
+        self.bare = bare
+
+    def _with_vector(self) -> np.ndarray:
+        return np.array([i for i in range(len(self.kinds)) if i not in self.bare], dtype=np.int64)
+
+    def key_table(self) -> pa.Table:
+        rows = self._with_vector()
+        return pa.table({"key": rows + 100, "kind": [self.kinds[i] for i in rows]})
+
+    def row_keys(self) -> np.ndarray:
+        return np.arange(len(self.kinds), dtype=np.int64) + 100
+
+    def vector_table(self, keys: np.ndarray | None) -> pa.Table:
+        rows = self._with_vector() + 100
+        return super().vector_table(rows if keys is None else np.intersect1d(rows, keys))
+
+
+@pytest.mark.parametrize("check_each_below", [20_000, 3])  # new rows checked one by one, or all rows' vectors read
+def test_rows_without_a_vector_are_not_indexed_until_they_have_one(tmp_path, monkeypatch, check_each_below):
+    import memstore.index
+
+    monkeypatch.setattr(memstore.index, "CHECK_EACH_BELOW", check_each_below)
+    vectors = unit(300, 5)
+    source = PartlyEmbedded(vectors[:200], ["prop"] * 200, bare=set())
+    index = VectorIndex(source, tmp_path, factory="Flat")
+    index.sync()
+    source.vectors, source.kinds, source.bare, source.at = vectors, ["prop"] * 300, set(range(200, 290)), 2
+    index.sync()  # 100 new rows, 90 of them without a vector yet
+    assert (
+        index.ntotal == 210
+        and index.rebuilds == 1
+        and set(index.live_keys().tolist()) == set(range(100, 400)) - {k + 100 for k in range(200, 290)}
+    )
+    source.bare, source.at = set(), 3  # the rest embedded
+    index.sync()
+    assert index.ntotal == 300 and index.rebuilds == 1
+    assert index.search(vectors[250], k=1)[1][0][0] == 350
