@@ -55,8 +55,9 @@ from .validation import KINDS
 #:   scanned (0.56 at the default nprobe 32, 0.93 at 1024 in 162 ms), and it builds in ~1 min.
 #:   Recall that holds whatever the embeddings' distribution is worth ~9 ms a shot here. From 500k
 #:   rows one query scans on ``search_threads`` threads (:mod:`memstore.scan`): in the benchmark at
-#:   1M (memory read 8.6-8.9 GB/s) FAISS took 4.5 / 3.7 ms against 5.3 / 4.0 ms on one thread; in an
-#:   interleaved A/B while the host's bandwidth was low, 5.5-6.3 ms against 9.1-10.1 ms.
+#:   1M (memory read 7.3-7.7 GB/s, commit c4f3344) FAISS took 5.6 / 5.1 ms against 8.8 / 10.4 ms on
+#:   one thread (clustered / overlapping); an IVF of 4096 lists reached only 0.91 on overlapping
+#:   data at nprobe 64 (flat k-means, a 7-minute build) and 0.59 with two-level k-means.
 #: - IVF above 2M, where a full scan would cost tens of ms: probe more (``nprobe``) for recall.
 #: (HNSW32 stays the rule for a dimension not divisible by 4; any factory can be set per library.)
 AUTO_QUANTIZED_ABOVE = 50_000
