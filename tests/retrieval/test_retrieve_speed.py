@@ -190,3 +190,26 @@ def test_a_recurring_entitys_vector_matrix_is_kept_and_follows_an_added_referenc
     assert fresh is not matrix and len(fresh) == 2 and similarity.shape == (2, 2)
     row = [r.id for r in again].index(added.id)
     np.testing.assert_array_equal(fresh[row], cast.references(ids=[added.id])[0].vectors[column])
+
+
+def test_a_large_catalog_reads_again_only_the_entities_that_changed(cast, monkeypatch):
+    import retrieval.catalog
+    from memstore.schema import Rights
+
+    monkeypatch.setattr(retrieval.catalog, "INCREMENTAL_ABOVE", 10)
+    catalog = EntityCatalog(cast)
+    first = catalog.get()
+    everyone = len(first.by_id)
+    assert catalog.reads == everyone > 10
+    cast.update("Hero01", rights=Rights(consent=True))  # consent given: must be seen at once
+    cast.rename("Hero02", "Captain")
+    cast.remove("Hero03")
+    cast.register("Newcomer", "character", description="just arrived")
+    snap = catalog.get()
+    assert catalog.reads == everyone + 3  # the two changed and the new one, not all of them again
+    names = [e.name for e in snap.by_id.values()]
+    assert "Captain" in names and "Newcomer" in names and "Hero02" not in names and "Hero03" not in names
+    assert names == [e.name for e in cast.list()]  # the same entities in the same order as a full read
+    allowed, _ = snap.allowed(ShotQuery("x", require_consent=True))
+    assert {snap.by_id[eid].name for eid in allowed} == {"Hero01"}
+    assert snap.matcher.find("Captain walks in") and snap.version != first.version
