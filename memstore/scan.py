@@ -8,7 +8,7 @@ shot is one query. At 1M rows that one thread streams 64 MB from memory: 3-10 ms
 benchmark records that bandwidth beside its figures: benchmarks/results/retrieval_scale.json), and
 as the codes were still in the host's shared last-level cache (300 MB) or not: searches back to
 back read them from there, a search after a 4 ms pause (about what the rest of a retrieve takes)
-mostly from memory (the benchmark's ``bare_search``: 2.1-3.5 against 3.2-4.9 ms on 2 threads).
+mostly from memory (the benchmark's ``bare_search``: 2.1-3.5 against 3.2-5.7 ms on 2 threads).
 
 :class:`ThreadedScan` is a search view of the same index: its codes cut into contiguous slices
 (whole 32-row blocks of the fast-scan layout, copied byte for byte, so every slice scores a row
