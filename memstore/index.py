@@ -580,16 +580,8 @@ class VectorIndex:
     # --- sidecar lookups (no Lance read) ------------------------------------------------------
     def entity_codes_of(self, ids: Any) -> np.ndarray:
         """Entity code (an index into ``entity_ids``) of each FAISS id; -1 where none."""
-        if self._row_of is None:  # sorted keys + their rows: 16 bytes a key, no dict of a million
-            order = np.argsort(self.keys, kind="stable")
-            self._row_of = (self.keys[order], order)
-        sorted_keys, rows = self._row_of
-        wanted = np.asarray(ids, dtype=np.int64).ravel()
-        if len(sorted_keys) == 0:
-            return np.full(len(wanted), -1, np.int64)
-        pos = np.minimum(np.searchsorted(sorted_keys, wanted), len(sorted_keys) - 1)
-        codes = self.entity_codes[rows[pos]].astype(np.int64)
-        return np.where(sorted_keys[pos] == wanted, codes, -1)
+        rows, found = self._rows_of(ids)
+        return np.where(found, self.entity_codes[rows].astype(np.int64), -1) if len(rows) else np.full(len(found), -1)
 
     def kind_codes_of(self, ids: Any) -> np.ndarray:
         """Kind code (an index into ``KINDS``) of each FAISS id; -1 where none."""
@@ -597,17 +589,18 @@ class VectorIndex:
         return np.where(found, self.kinds[rows].astype(np.int64), -1) if len(rows) else np.full(len(found), -1)
 
     def _sorted_keys(self) -> np.ndarray:
+        return self._key_order()[0]
+
+    def _key_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """The keys sorted, and the sidecar row of each: 16 bytes a key, no dict of a million."""
         if self._row_of is None:
             order = np.argsort(self.keys, kind="stable")
             self._row_of = (self.keys[order], order)
-        return self._row_of[0]
+        return self._row_of
 
     def _rows_of(self, ids: Any) -> tuple[np.ndarray, np.ndarray]:
         """Sidecar row of each FAISS id, and whether the index holds it."""
-        if self._row_of is None:
-            order = np.argsort(self.keys, kind="stable")
-            self._row_of = (self.keys[order], order)
-        sorted_keys, rows = self._row_of
+        sorted_keys, rows = self._key_order()
         wanted = np.asarray(ids, dtype=np.int64).ravel()
         if len(sorted_keys) == 0:
             return np.zeros(0, np.int64), np.zeros(len(wanted), bool)
