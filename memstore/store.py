@@ -48,7 +48,7 @@ VERSION_PRUNE_EVERY = 256
 VERSIONS_KEPT = 64
 VERSION_GRACE = timedelta(seconds=30)
 # columns each table is looked up by, indexed once the table holds LOOKUP_INDEX_ROWS rows
-LOOKUP_INDEXES = {"references": ("entity_id", "id")}
+LOOKUP_INDEXES = {"references": ("entity_id", "id"), "tokens": ("reference_id",)}
 LOOKUP_INDEX_ROWS = 20_000
 TABLES = ("config", "entities", "references", "tokens")
 # Lance logs a warning for every table it creates; it is noise for a user.

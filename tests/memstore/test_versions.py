@@ -57,3 +57,23 @@ def test_a_big_references_table_gets_lookup_indexes_and_reads_stay_right(tmp_pat
         refs = library.references(entity_ids=[entity_id], with_vectors=False)
         assert [r.entity_id for r in refs] == [entity_id]
         assert set(library.images([refs[0].id])) == {refs[0].id}
+
+
+def test_a_big_tokens_table_gets_its_reference_id_index_and_reads_stay_right(tmp_path, monkeypatch) -> None:
+    import numpy as np
+
+    from memstore.tokens import TokenCache
+
+    monkeypatch.setattr(store_module, "LOOKUP_INDEX_ROWS", 10)
+    store = Store.init(tmp_path / "db")
+    library = store.library("default")
+    rng = np.random.default_rng(0)
+    refs = library.add_images(
+        library.register("E", "prop"), [rng.integers(0, 255, (8, 8, 3), dtype=np.uint8) for _ in range(20)]
+    )
+    cache = TokenCache(library)
+    for i, ref in enumerate(refs):  # 20 writes: the store looks at the table every 16th
+        cache.put(ref, "test:tokens", np.full((2, 3), i, np.float32))
+    indexed = {c for index in store.tokens.list_indices() for c in index.columns}
+    assert "reference_id" in indexed
+    assert [float(cache.get(r.id, "test:tokens")[0, 0]) for r in refs] == [float(i) for i in range(20)]
