@@ -30,6 +30,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -480,24 +481,38 @@ class VectorIndex:
         return self._search_rows(q, k, kind)
 
     def _search_live(self, q: np.ndarray, k: int, kind: str | None) -> tuple[np.ndarray, np.ndarray]:
-        """Search past the removed rows: fetch about k / (1 - their share), drop them, and fetch
-        again with more while fewer than k are left and the index could return more."""
-        rows = int(self.index.ntotal)
-        share = len(self.removed) / rows
-        first = min(rows, int(np.ceil(k / (1 - share) + 3 * np.sqrt(k * share))) + 1)
+        """Search past the removed rows: fetch about k / (1 - their share) and drop them."""
+        share = len(self.removed) / int(self.index.ntotal)
+        first = int(np.ceil(k / (1 - share) + 3 * np.sqrt(k * share))) + 1
+        return self._fetch_kept(
+            q, k, first, 2, lambda one, n: self._search_rows(one, n, kind), lambda ids: ~self._is_removed(ids)
+        )
+
+    def _fetch_kept(
+        self,
+        q: np.ndarray,
+        k: int,
+        first: int,
+        grow: int,
+        search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+        keep: Callable[[np.ndarray], np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per query: ``search`` ``first`` rows and keep the ids ``keep`` accepts, asking ``grow``
+        times more while fewer than k are kept and the index could return more."""
+        total = int(self.index.ntotal)
         scores_out = np.full((len(q), k), -np.inf, np.float32)
         ids_out = np.full((len(q), k), -1, np.int64)
         for row in range(len(q)):
-            fetch = first
+            fetch = min(total, first)
             while True:
-                scores, ids = self._search_rows(q[row : row + 1], fetch, kind)
+                scores, ids = search(q[row : row + 1], fetch)
                 found = ids[0] >= 0
-                keep = found & ~self._is_removed(ids[0])
-                if keep.sum() >= k or fetch >= rows or found.sum() < fetch:
+                kept = found & keep(ids[0])
+                if kept.sum() >= k or fetch >= total or found.sum() < fetch:
                     break
-                fetch = min(rows, fetch * 2)
-            kept = np.flatnonzero(keep)[:k]
-            scores_out[row, : len(kept)], ids_out[row, : len(kept)] = scores[0][kept], ids[0][kept]
+                fetch = min(total, fetch * grow)
+            picked = np.flatnonzero(kept)[:k]
+            scores_out[row, : len(picked)], ids_out[row, : len(picked)] = scores[0][picked], ids[0][picked]
         return scores_out, ids_out
 
     def _is_removed(self, ids: np.ndarray) -> np.ndarray:
@@ -506,11 +521,10 @@ class VectorIndex:
 
     def _search_rows(self, q: np.ndarray, k: int, kind: str | None) -> tuple[np.ndarray, np.ndarray]:
         """The index's own search, removed rows included."""
-        if kind is not None and _is_refined(faiss_inner(self.index)):
+        if kind is None:
+            return self._search_all_kinds(q, k)
+        if _is_refined(faiss_inner(self.index)):
             return self._search_filtered(q, k, kind)
-        scan = self._threaded_scan() if kind is None else None
-        if scan is not None:
-            return scan.search(q, k, self.k_factor)
         return self.index.search(q, k, params=self._params(kind, k))
 
     @property
@@ -534,24 +548,15 @@ class VectorIndex:
         """A kind filter by fetching more and dropping other kinds (fast-scan takes no selector),
         fetching again with more until k of the kind are found or the whole index was asked."""
         code = KINDS.index(kind)
-        total = int(self.index.ntotal)
-        fetch = min(total, k * KIND_OVERFETCH)
-        scores_out = np.full((len(q), k), -np.inf, np.float32)
-        ids_out = np.full((len(q), k), -1, np.int64)
-        for row in range(len(q)):
-            while True:
-                scan = self._threaded_scan()
-                if scan is not None:
-                    scores, ids = scan.search(q[row : row + 1], fetch, self.k_factor)
-                else:
-                    scores, ids = self.index.search(q[row : row + 1], fetch, params=self._params(None, fetch))
-                keep = (ids[0] >= 0) & (self.kind_codes_of(ids[0]) == code)
-                if keep.sum() >= k or fetch >= total:
-                    break
-                fetch = min(total, fetch * 4)
-            found = np.flatnonzero(keep)[:k]
-            scores_out[row, : len(found)], ids_out[row, : len(found)] = scores[0][found], ids[0][found]
-        return scores_out, ids_out
+        return self._fetch_kept(
+            q, k, k * KIND_OVERFETCH, 4, self._search_all_kinds, lambda ids: self.kind_codes_of(ids) == code
+        )
+
+    def _search_all_kinds(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scan = self._threaded_scan()
+        if scan is not None:
+            return scan.search(q, k, self.k_factor)
+        return self.index.search(q, k, params=self._params(None, k))
 
     def _params(self, kind: str | None, k: int) -> Any:
         """Search parameters, made once per (kind, efSearch) and reused: building them per query

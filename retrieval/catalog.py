@@ -81,12 +81,12 @@ class EntityCatalog:
             self.reads += len(entities)
             return entities
         stamps = self.library.entity_stamps()
-        changed = [eid for eid, at in stamps.items() if eid not in held.by_id or held.by_id[eid].updated != at]
+        changed = {eid for eid, at in stamps.items() if eid not in held.by_id or held.by_id[eid].updated != at}
         fresh = self.library.entities_by_id(changed) if changed else {}
         self.reads += len(fresh)
-        # an id listed in the stamps but gone before its row was read is gone: it is left out
-        kept = [fresh.get(eid) or held.by_id.get(eid) for eid in stamps if eid in fresh or eid not in changed]
-        return sorted((e for e in kept if e is not None), key=lambda e: (e.kind, e.name.casefold()))
+        # unchanged ids are held; a changed one gone before its row was read is gone: left out
+        kept = [fresh[eid] if eid in fresh else held.by_id[eid] for eid in stamps if eid in fresh or eid not in changed]
+        return sorted(kept, key=lambda e: (e.kind, e.name.casefold()))
 
 
 class NameIndex:
